@@ -1,0 +1,3 @@
+from ape_nas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The backend interface: what orchestration needs from Optuna, Ray Tune or any other search engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+STATES = ("complete", "pruned", "failed", "running", "waiting")
+
+
+class TrialHandle(Protocol):
+    """One trial as the sweep sees it: a suggester, a reporter and a place for attributes."""
+
+    number: int
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+    def report(self, value: float, step: int) -> bool: ...
+    def set_attr(self, key: str, value: Any) -> None: ...
+
+
+TrialFunction = Callable[[TrialHandle], float]
+
+
+@dataclass
+class TrialRecord:
+    """A backend-neutral view of one trial, for progress, status and summaries."""
+
+    number: int
+    state: str
+    value: float | None
+    duration_s: float | None
+    params: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.attrs.get("mlflow_run_id")
+
+    @property
+    def model(self) -> str:
+        return str(self.attrs.get("model") or self.params.get("model") or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "state": self.state,
+            "value": self.value,
+            "duration_s": self.duration_s,
+            "mlflow_run_id": self.run_id,
+            "model": self.model,
+            "params": self.params,
+        }
+
+
+class Backend(ABC):
+    """A search engine driving trials. One implementation per module; see ``backends/optuna_backend.py``."""
+
+    name: str
+
+    @abstractmethod
+    def validate(self) -> None:
+        """Check backend options (sampler, pruner, storage URL) without creating anything."""
+
+    @abstractmethod
+    def open(self, create: bool = True) -> None:
+        """Create or load the study; with ``create=False`` a missing study is a UserError."""
+
+    @abstractmethod
+    def run(
+        self,
+        fn: TrialFunction,
+        n_trials: int,
+        timeout_s: float | None,
+        on_trial_end: Callable[[TrialRecord], None] | None = None,
+    ) -> None:
+        """Run ``n_trials`` more trials (or until ``timeout_s``); a failing trial does not stop the sweep."""
+
+    @abstractmethod
+    def records(self) -> list[TrialRecord]:
+        """All trials of the study so far, in trial-number order."""
+
+    @abstractmethod
+    def attrs(self) -> dict[str, Any]:
+        """Study-level attributes (e.g. the MLflow parent run id)."""
+
+    @abstractmethod
+    def set_attrs(self, values: dict[str, Any]) -> None: ...
+
+    @property
+    @abstractmethod
+    def storage_url(self) -> str: ...
+
+    def figures(self) -> dict[str, Any]:
+        """Matplotlib figures of the study (history, importances, parallel coordinates); may be empty."""
+        return {}

@@ -1,0 +1,295 @@
+"""Command line: a table of thin subcommands (parse, call, print). Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ape_nas.errors import UserError
+
+DEFAULT_WORKDIR = "runs"
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _workdir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workdir",
+        default=DEFAULT_WORKDIR,
+        help=f"work directory: study, MLflow store, cache (default: ./{DEFAULT_WORKDIR})",
+    )
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the work directory)")
+
+
+def _set_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an experiment key, e.g. --set budget.trials=5 (repeatable)",
+    )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ape_nas.progress import summary_table
+    from ape_nas.sweep import prepare_sweep, run_sweep
+
+    overrides = list(args.overrides)
+    if args.trials is not None:
+        overrides.append(f"budget.trials={args.trials}")
+    if args.timeout is not None:
+        overrides.append(f"budget.timeout_s={args.timeout}")
+    plan = prepare_sweep(
+        args.experiment, overrides=overrides, workdir=args.workdir, tracking_uri=args.tracking_uri, storage=args.storage
+    )
+    exp = plan.experiment
+    console = _console()
+    console.print(
+        f"[bold]ape-nas sweep[/bold] {exp.name}: space {plan.space.name} "
+        f"({', '.join(plan.space.family_names)}), {exp.budget['trials']} trials, "
+        f"objective val {exp.objective['metric']} ({exp.direction}), backend {exp.backend['name']} "
+        f"[{exp.backend['sampler']} / {exp.backend['pruner']}]"
+    )
+    outcome = run_sweep(plan, progress=not args.no_progress)
+    console.print(summary_table(outcome.records, exp.direction, exp.objective["metric"]))
+    if outcome.best is not None:
+        console.print(
+            f"best: trial {outcome.best.number}  val {exp.objective['metric']} = "
+            f"{outcome.best.value:.4f}  (mlflow run {outcome.best.run_id})"
+        )
+    console.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
+    console.print(f"MLflow: {_mlflow_hint(outcome.tracking_uri, args.workdir)}  (parent run {outcome.parent_run_id})")
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: re-run the same command to continue the study[/yellow]")
+        return 130
+    return 0
+
+
+def _mlflow_hint(tracking_uri: str, workdir: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri
+    return f"{tracking_uri}  →  browse with: ape-nas ui --workdir {workdir}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ape_nas.progress import best_of, summary_table
+    from ape_nas.sweep import load_status
+
+    exp, backend = load_status(args.experiment, workdir=args.workdir, storage=args.storage, overrides=args.overrides)
+    records = backend.records()
+    attrs = backend.attrs()
+    best = best_of(records, exp.direction)
+    if args.json:
+        payload = {
+            "study": exp.name,
+            "storage": backend.storage_url,
+            "tracking_uri": attrs.get("tracking_uri"),
+            "mlflow_experiment_id": attrs.get("mlflow_experiment_id"),
+            "parent_run_id": attrs.get("mlflow_parent_run_id"),
+            "direction": exp.direction,
+            "metric": exp.objective["metric"],
+            "counts": {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed", "running")},
+            "best": best.to_dict() if best else None,
+            "trials": [r.to_dict() for r in records],
+        }
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    console = _console()
+    console.print(summary_table(records, exp.direction, exp.objective["metric"], limit=10_000))
+    console.print(f"study {exp.name} · {backend.storage_url} · MLflow {attrs.get('tracking_uri')}")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from ape_nas.progress import best_of
+    from ape_nas.spec import TrialSpec
+    from ape_nas.sweep import load_status
+
+    exp, backend = load_status(args.experiment, workdir=args.workdir, storage=args.storage, overrides=args.overrides)
+    best = best_of(backend.records(), exp.direction)
+    if best is None:
+        raise UserError(f"study {exp.name!r} has no complete trial yet")
+    spec = TrialSpec.from_dict(best.attrs["spec"])
+    if args.json:
+        print(
+            json.dumps(
+                {**best.to_dict(), "test_metrics": best.attrs.get("test_metrics"), "spec": spec.to_dict()},
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    console = _console()
+    console.print(
+        f"[bold]best trial {best.number}[/bold] of {exp.name}: val {exp.objective['metric']} "
+        f"{best.value:.4f} · mlflow run {best.run_id}"
+    )
+    test = best.attrs.get("test_metrics") or {}
+    if test:
+        console.print(
+            "test subjects (never used by the search): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(test.items()))
+        )
+    console.print(spec.to_yaml(), highlight=False, markup=False)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ape_nas.models import get_family, list_models
+
+    families = [get_family(n) for n in list_models()]
+    if args.json:
+        print(
+            json.dumps(
+                {f.name: {"description": f.description, "arch": f.arch_defaults} for f in families},
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    from rich.table import Table
+
+    table = Table(title="model families")
+    for col in ("name", "description", "architecture arguments (defaults)"):
+        table.add_column(col)
+    for f in families:
+        table.add_row(f.name, f.description, ", ".join(f"{k}={v!r}" for k, v in f.arch_defaults.items()))
+    _console().print(table)
+    return 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from ape_nas.space import load_space
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder (expected the folder holding search-space YAML files)")
+    spaces = [load_space(p) for p in sorted(folder.glob("*.yaml"))]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    s.name: {
+                        "path": s.path,
+                        "description": s.description,
+                        "families": s.family_names,
+                        "parameters": {p.name: p.describe() for p in s.parameters()},
+                    }
+                    for s in spaces
+                },
+                indent=2,
+            )
+        )
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"search spaces in {folder}")
+    for col in ("name", "families", "searched parameters", "description"):
+        table.add_column(col)
+    for s in spaces:
+        searched = [p for p in s.parameters() if p.kind != "fixed"]
+        table.add_row(s.name, ", ".join(s.family_names), str(len(searched) + (len(s.families) > 1)), s.description)
+    _console().print(table)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    db = Path(args.workdir) / "mlflow.db"
+    if not db.is_file():
+        raise UserError(f"{db}: no MLflow store here; run `ape-nas sweep ... --workdir {args.workdir}` first")
+    from ape_nas.tracking import default_tracking_uri
+
+    url = f"http://{args.host}:{args.port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        default_tracking_uri(Path(args.workdir)),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    print(f"MLflow UI for {db} at {url}  (Ctrl+C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ape-nas",
+        description="Architecture search for cardiac-emotion models: "
+        "sweeps with Optuna, every trial tracked in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('ape_nas').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "sweep": (cmd_sweep, "run (or resume) a sweep of an experiment file"),
+        "status": (cmd_status, "trials of a sweep with state, value, duration and MLflow run"),
+        "best": (cmd_best, "the best trial of a sweep and its TrialSpec"),
+        "models": (cmd_models, "registered model families and their architecture arguments"),
+        "spaces": (cmd_spaces, "search-space files and their parameters"),
+        "ui": (cmd_ui, "MLflow UI on 127.0.0.1 for a work directory"),
+    }
+    parsers = {}
+    for name, (fn, help_text) in commands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=fn)
+        parsers[name] = p
+    p = parsers["sweep"]
+    p.add_argument("experiment", help="experiment YAML file")
+    p.add_argument("--trials", type=int, default=None, help="trials to add (default: budget.trials)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: SQLite in the work directory)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    _workdir_args(p)
+    _set_args(p)
+    for name in ("status", "best"):
+        p = parsers[name]
+        p.add_argument("experiment", help="experiment YAML file")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        _workdir_args(p)
+        _set_args(p)
+    parsers["models"].add_argument("--json", action="store_true")
+    parsers["spaces"].add_argument("--dir", default="search_spaces", help="folder of space files")
+    parsers["spaces"].add_argument("--json", action="store_true")
+    p = parsers["ui"]
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"ape-nas: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ape-nas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Experiment files (``experiments/*.yaml``): schema, validation and ``--set`` overrides.
+
+Every section is checked for exact keys, types and ranges; problems raise a ConfigError naming the file, line
+and key. See ``docs/EXPERIMENTS.md`` for the reference of every key.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ape_nas.config.schema import Field, check_mapping, describe, is_kind, unknown_key_error
+from ape_nas.config.yamlio import Document, KeyPath, dotted, load_yaml
+from ape_nas.errors import UnknownNameError, UserError
+
+# metric name -> the direction in which it improves
+METRICS: dict[str, str] = {
+    "f1_macro": "maximize",
+    "balanced_accuracy": "maximize",
+    "auroc": "maximize",
+    "loss": "minimize",
+}
+SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc", "gp")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+BACKENDS = ("optuna",)
+PROTOCOLS = ("holdout",)
+
+
+def _subjects_check(value: Any) -> str | None:
+    if is_kind(value, int):
+        return None if value >= 1 else f"expected a count >= 1 or a list of subject ids, got {value}"
+    if isinstance(value, list) and value and all(isinstance(v, str | int) for v in value):
+        return None if len(set(map(str, value))) == len(value) else "subject ids repeat"
+    return f"expected a count >= 1 or a non-empty list of subject ids, got {describe(value)}"
+
+
+def _bandpass_check(value: Any) -> str | None:
+    ok = isinstance(value, list) and len(value) == 2 and all(is_kind(v, float) for v in value)
+    if not ok or not 0 < value[0] < value[1]:
+        return f"expected [low_hz, high_hz] with 0 < low < high, got {describe(value)}"
+    return None
+
+
+SECTIONS: dict[str, dict[str, Field]] = {
+    "data": {
+        "benchmark": Field(str, doc="benchmark name (ape-nas data benchmarks)"),
+        "params": Field(dict, dict, doc="loader parameters of the benchmark"),
+        "channels": Field(list, doc="channels fed to the model, in order"),
+        "rate_hz": Field(float, None, nullable=True, low=1.0, doc="resample every channel to this rate"),
+        "bandpass_hz": Field(list, None, nullable=True, check=_bandpass_check, doc="[low, high] Hz band-pass"),
+        "normalize": Field(str, "subject", choices=("subject", "window", "none"), doc="z-score statistics"),
+        "window_s": Field(float, low=0.5, doc="window length in seconds"),
+        "stride_s": Field(float, low=0.1, doc="step between window starts in seconds"),
+        "label_purity": Field(float, 0.8, low=0.5, high=1.0, doc="min share of a window's samples in its label"),
+    },
+    "protocol": {
+        "kind": Field(str, "holdout", choices=PROTOCOLS, doc="how subjects are split"),
+        "test_subjects": Field(object, check=_subjects_check, doc="held-out test subjects: count or ids"),
+        "val_subjects": Field(object, check=_subjects_check, doc="validation subjects: count or ids"),
+        "seed": Field(int, None, nullable=True, doc="seed of the subject draw (default: experiment seed)"),
+    },
+    "objective": {
+        "metric": Field(str, "f1_macro", choices=tuple(METRICS), doc="validation metric the search optimises"),
+        "direction": Field(str, None, nullable=True, choices=("maximize", "minimize"), doc="default: metric's"),
+    },
+    "training": {
+        "max_epochs": Field(int, 10, low=1, doc="epochs per trial at most"),
+        "patience": Field(int, 3, low=1, doc="early-stopping patience in epochs"),
+        "num_threads": Field(int, None, nullable=True, low=1, doc="torch CPU threads per trial"),
+    },
+    "budget": {
+        "trials": Field(int, 10, low=1, doc="trials to add in this run"),
+        "timeout_s": Field(float, None, nullable=True, low=1.0, doc="stop starting trials after this many s"),
+    },
+    "backend": {
+        "name": Field(str, "optuna", choices=BACKENDS, doc="search backend"),
+        "sampler": Field(str, "tpe", doc="sampler name"),
+        "sampler_options": Field(dict, dict, doc="keyword arguments of the sampler"),
+        "pruner": Field(str, "median", doc="pruner name"),
+        "pruner_options": Field(dict, dict, doc="keyword arguments of the pruner"),
+        "storage": Field(str, None, nullable=True, doc="SQLAlchemy URL of the study (default: workdir SQLite)"),
+    },
+}
+
+TOP: dict[str, Field] = {
+    "name": Field(str, doc="study and MLflow experiment name"),
+    "description": Field(str, ""),
+    "seed": Field(int, 0, low=0, doc="seed of data split, sampler and training"),
+    "space": Field(str, doc="search-space file, relative to this file"),
+    **{section: Field(dict, dict) for section in SECTIONS},
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """A validated experiment. Sections are plain dicts with every default filled in."""
+
+    name: str
+    description: str
+    seed: int
+    space_path: Path
+    data: dict[str, Any]
+    protocol: dict[str, Any]
+    objective: dict[str, Any]
+    training: dict[str, Any]
+    budget: dict[str, Any]
+    backend: dict[str, Any]
+    doc: Document
+
+    @property
+    def direction(self) -> str:
+        return self.objective["direction"]
+
+    def base(self) -> dict[str, Any]:
+        """What every TrialSpec of this experiment shares (see :meth:`ape_nas.space.Space.to_spec`)."""
+        training = {**self.training, "metric": self.objective["metric"], "direction": self.direction}
+        return {
+            "data": copy.deepcopy(self.data),
+            "protocol": copy.deepcopy(self.protocol),
+            "training": training,
+            "seed": self.seed,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "space": str(self.space_path),
+            "data": self.data,
+            "protocol": self.protocol,
+            "objective": self.objective,
+            "training": self.training,
+            "budget": self.budget,
+            "backend": self.backend,
+        }
+
+
+def apply_overrides(doc: Document, overrides: list[str]) -> None:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to the document in place."""
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {text}: expected key=value, e.g. --set budget.trials=5")
+        parts = key.strip().split(".")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {text}: value {raw!r} is not a valid YAML scalar or list") from None
+        node = doc.data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {text}: {'.'.join(parts[: i + 1])} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+        doc.overrides[tuple(parts)] = text
+
+
+def _check_benchmark_params(doc: Document, data: dict[str, Any]) -> None:
+    from ape_nas.data.benchmarks import loader_defaults
+
+    try:
+        defaults = loader_defaults(data["benchmark"])
+    except UnknownNameError as err:
+        raise doc.error(("data", "benchmark"), str(err)) from None
+    for key, value in data["params"].items():
+        keypath: KeyPath = ("data", "params", key)
+        if key not in defaults:
+            raise unknown_key_error(doc, ("data", "params"), key, list(defaults))
+        default = defaults[key]
+        if default is not None and not isinstance(default, list | tuple):
+            kind = float if isinstance(default, float) else type(default)
+            if not is_kind(value, kind):
+                problem = f"expected {kind.__name__} like the default {default!r}, got {describe(value)}"
+                raise doc.error(keypath, problem)
+
+
+def parse_experiment(doc: Document) -> ExperimentConfig:
+    top = check_mapping(doc, (), doc.data, TOP)
+    sections = {name: check_mapping(doc, (name,), top[name], fields) for name, fields in SECTIONS.items()}
+    data, protocol, objective = sections["data"], sections["protocol"], sections["objective"]
+    if not data["channels"] or not all(isinstance(c, str) for c in data["channels"]):
+        raise doc.error(("data", "channels"), f"expected a non-empty list of channel names, got {data['channels']}")
+    if data["stride_s"] > data["window_s"] * 4:
+        raise doc.error(("data", "stride_s"), "expected a stride no longer than 4 window lengths")
+    _check_benchmark_params(doc, data)
+    natural = METRICS[objective["metric"]]
+    if objective["direction"] is None:
+        objective["direction"] = natural
+    elif objective["direction"] != natural:
+        raise doc.error(
+            ("objective", "direction"),
+            f"{objective['metric']} is better when it is {natural[:3]}imised; expected direction: {natural}",
+        )
+    if protocol["seed"] is None:
+        protocol["seed"] = top["seed"]
+    backend = sections["backend"]
+    if backend["sampler"] not in SAMPLERS:
+        raise doc.error(("backend", "sampler"), str(UnknownNameError("sampler", backend["sampler"], list(SAMPLERS))))
+    if backend["pruner"] not in PRUNERS:
+        raise doc.error(("backend", "pruner"), str(UnknownNameError("pruner", backend["pruner"], list(PRUNERS))))
+    space_path = (Path(doc.path).parent / top["space"]).resolve()
+    if not space_path.is_file():
+        raise doc.error(("space",), f"search-space file {top['space']!r} not found (looked at {space_path})")
+    return ExperimentConfig(
+        name=top["name"], description=top["description"], seed=top["seed"], space_path=space_path, doc=doc, **sections
+    )
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load, override and validate an experiment file."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error((), f"expected a mapping at the top of the file, got {describe(doc.data)}")
+    apply_overrides(doc, overrides or [])
+    return parse_experiment(doc)
+
+
+__all__ = ["METRICS", "PRUNERS", "SAMPLERS", "ExperimentConfig", "apply_overrides", "dotted", "load_experiment"]

@@ -1,0 +1,1 @@
+"""Data: benchmarks (readers), preprocessing into windows, and subject-grouped splits. No torch here."""

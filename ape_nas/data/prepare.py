@@ -1,0 +1,133 @@
+"""Benchmark → windows for every subject, cached on disk under a content-derived key.
+
+The cache entry is a folder ``<cache_dir>/<key>/`` holding ``X.npy`` (memory-mapped on load), ``y.npy``,
+``groups.npy``, ``starts.npy`` and ``meta.json``. It is written to a temporary folder and renamed into place
+only when complete, so an interrupted write is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ape_nas.data.benchmarks import BENCHMARKS, load_benchmark
+from ape_nas.data.windows import window_subject
+
+PREP_VERSION = 1  # bump when preprocessing changes meaning, so old cache entries are not reused
+
+
+@dataclass
+class WindowSet:
+    """Windows of all subjects: ``X`` (n, channels, time), ``y`` (n,), ``groups`` (n,) index into ``subjects``."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    starts_s: np.ndarray
+    subjects: list[str]
+    class_names: list[str]
+    channels: list[str]
+    rate_hz: float
+    fingerprint: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def indices(self, subject_ids: tuple[str, ...] | list[str]) -> np.ndarray:
+        wanted = np.array([self.subjects.index(s) for s in subject_ids], dtype=self.groups.dtype)
+        return np.flatnonzero(np.isin(self.groups, wanted))
+
+
+def fingerprint(data_cfg: dict[str, Any]) -> str:
+    """Key of the windows: benchmark source version + loader params + preprocessing config."""
+    module = importlib.import_module(BENCHMARKS[data_cfg["benchmark"]].split(":")[0])
+    payload = {"prep": PREP_VERSION, "source": getattr(module, "VERSION", 0), **data_cfg}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def _build(data_cfg: dict[str, Any], key: str) -> WindowSet:
+    bench = load_benchmark(data_cfg["benchmark"], data_cfg["params"])
+    xs, ys, gs, ss, per_subject = [], [], [], [], {}
+    rate = 0.0
+    for i, rec in enumerate(bench.subjects):
+        sw, rate = window_subject(rec, data_cfg)
+        xs.append(sw.windows)
+        ys.append(sw.labels)
+        gs.append(np.full(len(sw.labels), i, dtype=np.int32))
+        ss.append(sw.starts_s)
+        per_subject[rec.subject] = {
+            "windows": len(sw.labels),
+            "dropped": sw.dropped,
+            "counts": np.bincount(sw.labels, minlength=len(bench.class_names)).tolist(),
+        }
+    return WindowSet(
+        X=np.concatenate(xs),
+        y=np.concatenate(ys),
+        groups=np.concatenate(gs),
+        starts_s=np.concatenate(ss),
+        subjects=bench.subject_ids(),
+        class_names=list(bench.class_names),
+        channels=list(data_cfg["channels"]),
+        rate_hz=rate,
+        fingerprint=key,
+        stats={"per_subject": per_subject},
+    )
+
+
+def _write(ws: WindowSet, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        for name in ("X", "y", "groups", "starts_s"):
+            np.save(tmp / f"{name}.npy", getattr(ws, name))
+        meta = {
+            "subjects": ws.subjects,
+            "class_names": ws.class_names,
+            "channels": ws.channels,
+            "rate_hz": ws.rate_hz,
+            "fingerprint": ws.fingerprint,
+            "stats": ws.stats,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first: its entry is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read(folder: Path) -> WindowSet:
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = {
+        n: np.load(folder / f"{n}.npy", mmap_mode="r" if n == "X" else None) for n in ("X", "y", "groups", "starts_s")
+    }
+    return WindowSet(**arrays, **meta)
+
+
+_MEMO: dict[str, WindowSet] = {}
+
+
+def prepare_windows(data_cfg: dict[str, Any], cache_dir: Path | None = None) -> WindowSet:
+    """Windows for an experiment's ``data`` section: from memory, then the disk cache, else built (and cached)."""
+    key = fingerprint(data_cfg)
+    if key in _MEMO:
+        return _MEMO[key]
+    if cache_dir is None:
+        ws = _build(data_cfg, key)
+    else:
+        folder = Path(cache_dir) / key
+        if not (folder / "meta.json").is_file():
+            _write(_build(data_cfg, key), folder)
+        ws = _read(folder)
+    _MEMO[key] = ws
+    return ws

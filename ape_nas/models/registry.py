@@ -1,0 +1,92 @@
+"""Exact-name registry of model families.
+
+Every family is a plain ``nn.Module`` with one constructor signature::
+
+    Family(in_channels: int, num_classes: int, *, <arch keyword arguments with defaults>)
+
+and takes ``(batch, channels, time)`` windows of any length, returning ``(batch, num_classes)`` logits.
+The accepted architecture arguments are read from the signature, so a search space can be checked against
+them before any trial runs (no guessing with try/except TypeError).
+
+Example:
+    >>> from ape_nas.models import build_model
+    >>> net = build_model("cnn1d", in_channels=1, num_classes=2, depth=3)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ape_nas.errors import UnknownNameError, UserError
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    cls: type[nn.Module]
+    description: str
+    arch_defaults: dict[str, Any]
+
+    @property
+    def arch_params(self) -> list[str]:
+        return list(self.arch_defaults)
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+
+
+def _arch_defaults(cls: type[nn.Module]) -> dict[str, Any]:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # drop self
+    head = [p.name for p in params[:2]]
+    if head != ["in_channels", "num_classes"]:
+        raise TypeError(f"{cls.__name__}: constructor must start with (in_channels, num_classes), got {head}")
+    defaults: dict[str, Any] = {}
+    for p in params[2:]:
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty:
+            raise TypeError(f"{cls.__name__}: architecture argument {p.name!r} must be keyword-only with a default")
+        defaults[p.name] = p.default
+    return defaults
+
+
+def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: register a family under an exact name."""
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _FAMILIES:
+            raise ValueError(f"model family {name!r} registered twice")
+        doc = inspect.getdoc(cls) or ""
+        _FAMILIES[name] = ModelFamily(name, cls, doc.splitlines()[0] if doc else "", _arch_defaults(cls))
+        return cls
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> ModelFamily:
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise UnknownNameError("model family", name, list(_FAMILIES)) from None
+
+
+def build_model(name: str, in_channels: int, num_classes: int, **arch: Any) -> nn.Module:
+    """Build a registered family; unknown names or architecture arguments raise a UserError."""
+    family = get_family(name)
+    unknown = sorted(set(arch) - set(family.arch_defaults))
+    if unknown:
+        raise UserError(
+            f"model family {name!r} has no architecture argument(s) {', '.join(unknown)}; "
+            f"expected some of: {', '.join(family.arch_params)}"
+        )
+    try:
+        return family.cls(in_channels, num_classes, **arch)
+    except ValueError as exc:  # the families validate their arguments with ValueError
+        raise UserError(f"model family {name!r}: {exc}") from None

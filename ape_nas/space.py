@@ -1,0 +1,264 @@
+"""Search spaces: a declarative YAML file parsed once into a :class:`Space`.
+
+File format (``search_spaces/*.yaml``)::
+
+    description: Plain 1-D CNN on ECG windows
+    models:                       # one family = fixed; several = a categorical parameter "model"
+      cnn1d:                      # architecture parameters apply only when this family is chosen
+        depth: {type: int, low: 2, high: 5}
+        width: {type: categorical, choices: [16, 32, 64]}
+        dropout: 0.1              # a plain value is fixed
+    optim:
+      lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+      batch_size: {type: categorical, choices: [32, 64]}
+
+Parameter names seen by the backend are ``model``, ``<family>.<arch param>`` and ``optim.<name>``, so two
+families never share a distribution. :meth:`Space.suggest` works with anything offering
+``suggest_int / suggest_float / suggest_categorical`` (an Optuna trial; Ray Tune through OptunaSearch's
+define-by-run); :meth:`Space.to_spec` turns those values into a :class:`~ape_nas.spec.TrialSpec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ape_nas.config.schema import Field, check_mapping, check_value, describe, is_kind, unknown_key_error
+from ape_nas.config.yamlio import Document, KeyPath, load_yaml
+from ape_nas.errors import UnknownNameError
+from ape_nas.spec import TrialSpec
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+# Optimiser values every spec carries; a space may search or fix any of them.
+OPTIM_FIELDS: dict[str, Field] = {
+    "lr": Field(float, 1e-3, low=1e-7, high=10.0, doc="learning rate"),
+    "weight_decay": Field(float, 0.0, low=0.0, high=1.0, doc="decoupled weight decay (adamw) or L2"),
+    "batch_size": Field(int, 64, low=1, high=65536, doc="windows per batch"),
+    "optimizer": Field(str, "adamw", choices=OPTIMIZERS, doc="optimiser"),
+    "label_smoothing": Field(float, 0.0, low=0.0, high=0.5, doc="cross-entropy label smoothing"),
+}
+
+_SCALAR = (type(None), bool, int, float, str)
+
+
+class Suggester(Protocol):
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Param:
+    """A searched parameter (``kind`` int, float or categorical) or a fixed value (``kind`` fixed)."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+
+    def suggest(self, suggester: Suggester) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "int":
+            return suggester.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        if self.kind == "float":
+            return suggester.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
+        return suggester.suggest_categorical(self.name, list(self.choices))
+
+    def values_for_check(self) -> list[Any]:
+        """Representative values (bounds or choices) used to check types against the model signature."""
+        if self.kind == "fixed":
+            return [self.value]
+        if self.kind == "categorical":
+            return list(self.choices)
+        return [self.low, self.high]
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            return repr(self.value)
+        if self.kind == "categorical":
+            return "{" + ", ".join(map(str, self.choices)) + "}"
+        scale = ", log" if self.log else ""
+        step = f", step {self.step}" if self.step else ""
+        return f"{self.kind} [{self.low}, {self.high}{step}{scale}]"
+
+
+@dataclass(frozen=True)
+class Space:
+    """A parsed search space. ``families`` maps each family to its architecture parameters."""
+
+    name: str
+    path: str
+    description: str
+    families: dict[str, dict[str, Param]]
+    optim: dict[str, Param]
+    doc: Document = field(repr=False, compare=False)
+
+    @property
+    def family_names(self) -> list[str]:
+        return list(self.families)
+
+    def parameters(self) -> list[Param]:
+        out = [p for ps in self.families.values() for p in ps.values()]
+        return out + list(self.optim.values())
+
+    def suggest(self, suggester: Suggester) -> dict[str, Any]:
+        """Ask the suggester for one point; returns flat values keyed by backend parameter name."""
+        names = self.family_names
+        family = names[0] if len(names) == 1 else suggester.suggest_categorical("model", names)
+        values: dict[str, Any] = {"model": family}
+        for p in self.families[family].values():
+            values[p.name] = p.suggest(suggester)
+        for p in self.optim.values():
+            values[p.name] = p.suggest(suggester)
+        return values
+
+    def to_spec(self, values: Mapping[str, Any], base: Mapping[str, Any]) -> TrialSpec:
+        """Build a TrialSpec from flat values (as returned by :meth:`suggest`) and the experiment's base config.
+
+        ``base`` holds ``data``, ``protocol``, ``training`` and ``seed``.
+        """
+        family = values["model"]
+        arch = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{family}.")}
+        optim = {name: spec.default for name, spec in OPTIM_FIELDS.items()}
+        optim.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("optim.")})
+        return TrialSpec(
+            model=family,
+            arch=arch,
+            optim=optim,
+            data=dict(base["data"]),
+            protocol=dict(base["protocol"]),
+            training=dict(base["training"]),
+            seed=int(base["seed"]),
+        )
+
+    def sample(self, suggester: Suggester, base: Mapping[str, Any]) -> TrialSpec:
+        return self.to_spec(self.suggest(suggester), base)
+
+    def check_families(self, arch_defaults: Mapping[str, Mapping[str, Any]]) -> None:
+        """Check families and their parameter names/types against the model registry's signatures."""
+        for family, params in self.families.items():
+            keypath: KeyPath = ("models", family)
+            if family not in arch_defaults:
+                err = UnknownNameError("model family", family, list(arch_defaults))
+                raise self.doc.error(keypath, str(err))
+            defaults = arch_defaults[family]
+            for pname, param in params.items():
+                arg = pname.split(".", 1)[1]
+                if arg not in defaults:
+                    raise unknown_key_error(self.doc, keypath, arg, list(defaults))
+                default = defaults[arg]
+                if default is None:
+                    continue
+                kind = float if isinstance(default, float) else type(default)
+                for v in param.values_for_check():
+                    if not is_kind(v, kind):
+                        raise self.doc.error(
+                            (*keypath, arg), f"expected values of type {kind.__name__} for {family}, got {describe(v)}"
+                        )
+
+
+_PARAM_KEYS = {
+    "type": Field(str, choices=("int", "float", "categorical")),
+    "low": Field(float, None, nullable=True),
+    "high": Field(float, None, nullable=True),
+    "step": Field(float, None, nullable=True),
+    "log": Field(bool, False),
+    "choices": Field(list, None, nullable=True),
+}
+
+
+def _parse_param(doc: Document, keypath: KeyPath, name: str, raw: Any, value_field: Field | None) -> Param:
+    if not isinstance(raw, dict):
+        if value_field is not None:
+            check_value(doc, keypath, raw, value_field)
+        elif not isinstance(raw, _SCALAR):
+            raise doc.error(keypath, f"expected a fixed scalar value or a parameter mapping, got {describe(raw)}")
+        return Param(name=name, kind="fixed", value=raw)
+    d = check_mapping(doc, keypath, raw, _PARAM_KEYS)
+    kind = d["type"]
+    if kind == "categorical":
+        for key in ("low", "high", "step"):
+            if d[key] is not None:
+                raise doc.error((*keypath, key), "not allowed for a categorical parameter (use choices)")
+        choices = d["choices"]
+        if not choices:
+            raise doc.error((*keypath, "choices"), "empty choices: expected a non-empty list of values")
+        for i, c in enumerate(choices):
+            if not isinstance(c, _SCALAR):
+                raise doc.error((*keypath, "choices", i), f"expected a scalar choice, got {describe(c)}")
+            if value_field is not None:
+                check_value(doc, (*keypath, "choices", i), c, value_field)
+        if len(set(map(repr, choices))) != len(choices):
+            raise doc.error((*keypath, "choices"), "choices repeat a value")
+        return Param(name=name, kind="categorical", choices=tuple(choices))
+    if d["choices"] is not None:
+        raise doc.error((*keypath, "choices"), f"not allowed for a {kind} parameter (use low/high)")
+    for key in ("low", "high"):
+        if d[key] is None:
+            raise doc.error((*keypath, key), f"missing required key for a {kind} parameter")
+        if kind == "int" and not is_kind(raw[key], int):
+            raise doc.error((*keypath, key), f"expected an integer, got {describe(raw[key])}")
+        if value_field is not None:
+            check_value(doc, (*keypath, key), raw[key] if kind == "int" else float(raw[key]), value_field)
+    low, high, step, log = d["low"], d["high"], d["step"], d["log"]
+    if low > high:
+        raise doc.error(keypath, f"empty range: low {raw['low']} > high {raw['high']}; expected low <= high")
+    if log and low <= 0:
+        raise doc.error((*keypath, "low"), f"log scale needs low > 0, got {raw['low']}")
+    if step is not None:
+        if step <= 0 or (kind == "int" and not is_kind(raw["step"], int)):
+            raise doc.error((*keypath, "step"), f"expected a positive {'integer' if kind == 'int' else 'number'}")
+        if log and (kind == "float" or step != 1):
+            raise doc.error((*keypath, "step"), "step cannot be combined with log: true")
+    if kind == "int":
+        return Param(name=name, kind="int", low=int(low), high=int(high), step=int(step) if step else None, log=log)
+    return Param(name=name, kind="float", low=low, high=high, step=step, log=log)
+
+
+_SPACE_KEYS = {
+    "name": Field(str, None, nullable=True),
+    "description": Field(str, ""),
+    "models": Field(dict),
+    "optim": Field(dict, dict),
+}
+
+
+def parse_space(doc: Document) -> Space:
+    top = check_mapping(doc, (), doc.data, _SPACE_KEYS)
+    if not top["models"]:
+        raise doc.error(("models",), "expected at least one model family")
+    families: dict[str, dict[str, Param]] = {}
+    for family, block in top["models"].items():
+        keypath: KeyPath = ("models", family)
+        if block is None:
+            block = {}
+        if not isinstance(block, dict):
+            raise doc.error(keypath, f"expected a mapping of architecture parameters, got {describe(block)}")
+        families[family] = {
+            f"{family}.{arg}": _parse_param(doc, (*keypath, arg), f"{family}.{arg}", raw, None)
+            for arg, raw in block.items()
+        }
+    optim: dict[str, Param] = {}
+    for key, raw in (top["optim"] or {}).items():
+        if key not in OPTIM_FIELDS:
+            raise unknown_key_error(doc, ("optim",), key, list(OPTIM_FIELDS))
+        optim[f"optim.{key}"] = _parse_param(doc, ("optim", key), f"optim.{key}", raw, OPTIM_FIELDS[key])
+    name = top["name"] or Path(doc.path).stem
+    return Space(name=name, path=doc.path, description=top["description"], families=families, optim=optim, doc=doc)
+
+
+def load_space(path: str | Path) -> Space:
+    """Parse a search-space file; every problem is a ConfigError naming file, line and key."""
+    return parse_space(load_yaml(path))

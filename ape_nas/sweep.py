@@ -1,0 +1,211 @@
+"""Orchestration above the TrialSpec line: validate everything, open study and parent run, run trials.
+
+``prepare_sweep`` does every check that can fail on user input before anything is written (no study, no MLflow
+run, no work directory); ``run_sweep`` then creates them and drives the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ape_nas.backends import Backend, TrialHandle, TrialRecord, make_backend
+from ape_nas.config.experiment import ExperimentConfig, load_experiment
+from ape_nas.progress import SweepProgress, best_of
+from ape_nas.space import Space, load_space
+from ape_nas.tracking import SweepTracker, default_tracking_uri
+
+
+@dataclass
+class SweepPlan:
+    """A fully validated sweep: nothing has been written yet."""
+
+    experiment: ExperimentConfig
+    space: Space
+    backend: Backend
+    workdir: Path
+    tracking_uri: str
+
+
+@dataclass
+class SweepOutcome:
+    records: list[TrialRecord]
+    best: TrialRecord | None
+    parent_run_id: str
+    tracking_uri: str
+    storage: str
+    new_trials: list[int] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def prepare_sweep(
+    experiment_path: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    workdir: str | Path = "runs",
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    backend: str | None = None,
+) -> SweepPlan:
+    """Load and check experiment, space, models and backend options. Raises UserError; writes nothing."""
+    overrides = list(overrides or [])
+    if backend is not None:
+        overrides.append(f"backend.name={backend}")
+    experiment = load_experiment(experiment_path, overrides)
+    space = load_space(experiment.space_path)
+    from ape_nas.models import get_family, list_models
+
+    space.check_families({name: get_family(name).arch_defaults for name in list_models()})
+    workdir = Path(workdir)
+    engine = make_backend(experiment.backend["name"], experiment=experiment, workdir=workdir, storage=storage)
+    engine.validate()
+    return SweepPlan(
+        experiment=experiment,
+        space=space,
+        backend=engine,
+        workdir=workdir,
+        tracking_uri=tracking_uri or default_tracking_uri(workdir),
+    )
+
+
+def _parent_params(experiment: ExperimentConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {"space": experiment.space_path.name, "seed": experiment.seed}
+    for section in ("data", "protocol", "objective", "training", "backend"):
+        for key, value in getattr(experiment, section).items():
+            if key != "storage":
+                flat[f"{section}.{key}"] = json.dumps(value) if isinstance(value, dict | list) else value
+    return flat
+
+
+def run_sweep(
+    plan: SweepPlan, *, n_trials: int | None = None, timeout_s: float | None = None, progress: bool = True
+) -> SweepOutcome:
+    """Run a validated sweep: prepare data once, open study + MLflow parent run, add ``n_trials`` trials."""
+    from ape_nas.data.prepare import prepare_windows
+    from ape_nas.objective import run_trial
+
+    exp, space, backend = plan.experiment, plan.space, plan.backend
+    n_trials = n_trials if n_trials is not None else exp.budget["trials"]
+    timeout_s = timeout_s if timeout_s is not None else exp.budget["timeout_s"]
+    cache_dir = plan.workdir / "cache"
+    windows = prepare_windows(exp.data, cache_dir)  # data problems surface before any study or run exists
+
+    backend.open(create=True)
+    tracker = SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
+    attrs = backend.attrs()
+    same_store = attrs.get("tracking_uri") == plan.tracking_uri
+    parent = tracker.open_parent(
+        attrs.get("mlflow_parent_run_id") if same_store else None,
+        name=f"sweep-{exp.name}",
+        tags={
+            "ape_nas.study": exp.name,
+            "ape_nas.backend": backend.name,
+            "ape_nas.storage": backend.storage_url,
+            "data_fingerprint": windows.fingerprint,
+        },
+        params=_parent_params(exp),
+    )
+    backend.set_attrs(
+        {
+            "mlflow_parent_run_id": parent.run_id,
+            "tracking_uri": plan.tracking_uri,
+            "mlflow_experiment_id": tracker.experiment_id,
+        }
+    )
+    parent.log_text(json.dumps(exp.to_dict(), indent=2, default=str), "experiment.json")
+    parent.log_text(Path(space.path).read_text(), f"space/{Path(space.path).name}")
+    parent.log_text(
+        json.dumps(
+            {
+                "subjects": windows.subjects,
+                "class_names": windows.class_names,
+                "rate_hz": windows.rate_hz,
+                "windows": len(windows.y),
+                **windows.stats,
+            },
+            indent=2,
+        ),
+        "data_summary.json",
+    )
+
+    before = {r.number for r in backend.records()}
+    base = exp.base()
+    metric = exp.objective["metric"]
+    display = SweepProgress(n_trials, exp.direction, metric, enabled=progress)
+
+    def evaluate(handle: TrialHandle) -> float:
+        spec = space.sample(handle, base)
+        handle.set_attr("model", spec.model)
+        handle.set_attr("spec", spec.to_dict())
+        display.trial_started(handle.number, spec.model)
+        with tracker.trial(handle.number, spec, {"ape_nas.study": exp.name}) as run:
+            handle.set_attr("mlflow_run_id", run.run_id)
+            result = run_trial(spec, handle, run, cache_dir=cache_dir)
+            handle.set_attr("test_metrics", result.test_metrics)
+            handle.set_attr("best_epoch", result.best_epoch)
+            return result.score
+
+    interrupted = False
+    started = time.time()
+    try:
+        with display:
+            backend.run(evaluate, n_trials, timeout_s, on_trial_end=display.trial_finished)
+    except KeyboardInterrupt:
+        interrupted = True
+    records = backend.records()
+    best = best_of(records, exp.direction)
+    _finish_parent(tracker, backend, records, best, metric, time.time() - started, interrupted)
+    return SweepOutcome(
+        records=records,
+        best=best,
+        parent_run_id=parent.run_id,
+        tracking_uri=plan.tracking_uri,
+        storage=backend.storage_url,
+        new_trials=sorted({r.number for r in records} - before),
+        interrupted=interrupted,
+    )
+
+
+def _finish_parent(
+    tracker: SweepTracker,
+    backend: Backend,
+    records: list[TrialRecord],
+    best: TrialRecord | None,
+    metric: str,
+    elapsed: float,
+    interrupted: bool,
+) -> None:
+    parent = tracker.parent
+    assert parent is not None
+    counts = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed")}
+    parent.log_metrics({f"trials_{k}": float(v) for k, v in counts.items()} | {"last_run_seconds": elapsed})
+    if best is not None:
+        parent.log_metrics({f"best_val_{metric}": float(best.value)})
+        parent.set_tags({"best_trial_number": best.number, "best_run_id": best.run_id or "", "best_value": best.value})
+        test = best.attrs.get("test_metrics") or {}
+        if test:
+            parent.log_metrics({f"best_trial_{k}": float(v) for k, v in test.items()})
+    import matplotlib.pyplot as plt
+
+    for name, fig in backend.figures().items():
+        parent.log_figure(fig, f"plots/{name}")
+        plt.close(fig)
+    parent.log_text(json.dumps([r.to_dict() for r in records], indent=2, default=str), "trials.json")
+    tracker.finish_parent("KILLED" if interrupted else "FINISHED")
+
+
+def load_status(
+    experiment_path: str | Path,
+    *,
+    workdir: str | Path = "runs",
+    storage: str | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[ExperimentConfig, Backend]:
+    """Open an existing study for reading (``status`` / ``best``); a missing study is a UserError."""
+    experiment = load_experiment(experiment_path, overrides)
+    backend = make_backend(experiment.backend["name"], experiment=experiment, workdir=Path(workdir), storage=storage)
+    backend.open(create=False)
+    return experiment, backend

@@ -1,0 +1,237 @@
+"""Contract tests for every registered model family (a new family gets them by registering)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+
+import pytest
+import torch
+
+from ape_nas.errors import UnknownNameError, UserError
+from ape_nas.models import build_model, get_family, list_models
+from ape_nas.models.inception import branch_kernels
+from ape_nas.models.resnet import block_kernels
+
+FAMILIES = list_models()
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, 2))
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_three_families_are_registered():
+    assert {"cnn1d", "resnet1d", "inception_time"} <= set(FAMILIES)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_description_is_one_line(name):
+    family = get_family(name)
+    assert family.description
+    assert family.description == inspect.getdoc(family.cls).splitlines()[0]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("time", [640, 1001, 64, 65])
+def test_forward_shape_and_finite(name, in_channels, time):
+    net = build_model(name, in_channels=in_channels, num_classes=4)
+    net.train()
+    out = net(torch.randn(2, in_channels, time))
+    assert out.shape == (2, 4)
+    assert torch.isfinite(out).all()
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, in_channels, time))
+    assert out.shape == (1, 4)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_backward_reaches_every_parameter(name):
+    net = build_model(name, in_channels=2, num_classes=3)
+    net.train()
+    out = net(torch.randn(4, 2, 256))
+    torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 0])).backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_arch_defaults_match_constructor_and_are_typed(name):
+    family = get_family(name)
+    params = inspect.signature(family.cls.__init__).parameters
+    ctor_defaults = {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert family.arch_defaults == ctor_defaults
+    assert family.arch_params == list(ctor_defaults)
+    hints = typing.get_type_hints(family.cls.__init__)
+    for arg, default in family.arch_defaults.items():
+        assert arg in hints, f"{name}.{arg} has no type hint"
+        hint = hints[arg]
+        assert isinstance(default, hint), f"{name}.{arg}: default {default!r} is not {hint}"
+    # every argument is documented in the class docstring
+    doc = inspect.getdoc(family.cls)
+    for arg in family.arch_defaults:
+        assert f"{arg}:" in doc, f"{name}.{arg} is not documented"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_explicit_defaults_build_the_same_model(name):
+    family = get_family(name)
+    torch.manual_seed(1)
+    a = build_model(name, 1, 2)
+    torch.manual_seed(1)
+    b = build_model(name, 1, 2, **family.arch_defaults)
+    assert _same_state(a, b)
+
+
+def test_unknown_family_lists_known_names():
+    with pytest.raises(UnknownNameError) as err:
+        build_model("resnet", 1, 2)
+    message = str(err.value)
+    assert "'resnet'" in message
+    for name in FAMILIES:
+        assert name in message
+    assert isinstance(err.value, UserError)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_unknown_arch_argument_is_named(name):
+    with pytest.raises(UserError, match="no_such_arg"):
+        build_model(name, 1, 2, no_such_arg=3)
+
+
+INVALID = [
+    ("cnn1d", "depth", 0),
+    ("cnn1d", "depth", 2.0),
+    ("cnn1d", "width", 0),
+    ("cnn1d", "growth", 0.0),
+    ("cnn1d", "growth", 10.0),
+    ("cnn1d", "kernel_size", 4),
+    ("cnn1d", "kernel_size", 0),
+    ("cnn1d", "pool", 0),
+    ("cnn1d", "dropout", 1.0),
+    ("cnn1d", "dropout", -0.1),
+    ("cnn1d", "norm", "layer"),
+    ("resnet1d", "blocks", 0),
+    ("resnet1d", "width", -1),
+    ("resnet1d", "kernel_size", 8),
+    ("resnet1d", "stride_every", -1),
+    ("resnet1d", "stride_every", True),
+    ("resnet1d", "dropout", 1.5),
+    ("inception_time", "depth", 0),
+    ("inception_time", "filters", 0),
+    ("inception_time", "kernel_size", 40),
+    ("inception_time", "bottleneck", -1),
+    ("inception_time", "dropout", 1.0),
+]
+
+
+@pytest.mark.parametrize(("name", "arg", "value"), INVALID)
+def test_invalid_arch_value_raises_value_error_naming_the_argument(name, arg, value):
+    with pytest.raises(ValueError, match=rf"^{arg} must be"):
+        build_model(name, 1, 2, **{arg: value})
+
+
+@pytest.mark.parametrize(("name", "arg"), [("cnn1d", "in_channels"), ("resnet1d", "num_classes")])
+def test_invalid_io_sizes_raise(name, arg):
+    kwargs = {"in_channels": 1, "num_classes": 2, arg: 0}
+    with pytest.raises(ValueError, match=arg):
+        build_model(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "arch"),
+    [
+        ("cnn1d", {"depth": 1, "width": 4, "growth": 1, "kernel_size": 1, "pool": 1, "dropout": 0, "norm": "none"}),
+        ("cnn1d", {"depth": 6, "width": 4, "growth": 2.0, "kernel_size": 3, "pool": 3}),
+        ("cnn1d", {"depth": 3, "width": 8, "growth": 0.5}),
+        ("resnet1d", {"blocks": 1, "width": 4, "kernel_size": 1, "stride_every": 0}),
+        ("resnet1d", {"blocks": 5, "width": 4, "kernel_size": 9, "stride_every": 2}),
+        ("inception_time", {"depth": 1, "filters": 2, "kernel_size": 1, "bottleneck": 0}),
+        ("inception_time", {"depth": 7, "filters": 2, "kernel_size": 9, "bottleneck": 4}),
+    ],
+)
+@pytest.mark.parametrize("time", [1, 7, 300])
+def test_edge_architectures_and_short_windows(name, arch, time):
+    net = build_model(name, 3, 2, **arch)
+    net.train()
+    assert net(torch.randn(2, 3, time)).shape == (2, 2)
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, time)).shape == (1, 2)
+
+
+def test_kernel_rules():
+    assert block_kernels(7) == (7, 3, 3)
+    assert block_kernels(9) == (9, 5, 3)
+    assert block_kernels(3) == (3, 3, 3)
+    assert block_kernels(1) == (1, 1, 1)
+    assert branch_kernels(39) == (39, 19, 9)
+    assert branch_kernels(41) == (41, 21, 11)
+    assert branch_kernels(1) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_defaults_are_small(name):
+    net = build_model(name, 1, 2)
+    assert 1_000 < sum(p.numel() for p in net.parameters()) < 200_000
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_same_seed_same_weights_and_outputs(name):
+    x = torch.randn(3, 2, 200)
+    torch.manual_seed(123)
+    a = build_model(name, 2, 3)
+    torch.manual_seed(123)
+    b = build_model(name, 2, 3)
+    assert _same_state(a, b)
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    torch.manual_seed(124)
+    c = build_model(name, 2, 3)
+    assert not _same_state(a, c)
+
+
+def _frequency_task(n: int = 16, rate: float = 128.0, seconds: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n windows (n, 1, time): class 0 is a 2 Hz sine, class 1 a 6 Hz sine, random phase/amplitude, plus noise."""
+    g = torch.Generator().manual_seed(7)
+    t = torch.arange(int(rate * seconds)) / rate  # (time,)
+    y = torch.arange(n) % 2  # (n,)
+    freq = torch.where(y == 0, 2.0, 6.0)[:, None]  # (n, 1)
+    phase = torch.rand(n, 1, generator=g) * 2 * math.pi
+    amp = 0.5 + torch.rand(n, 1, generator=g)
+    x = amp * torch.sin(2 * math.pi * freq * t + phase) + 0.3 * torch.randn(n, t.numel(), generator=g)
+    return x[:, None, :], y  # (n, 1, time), (n,)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_tiny_overfit(name):
+    x, y = _frequency_task()
+    torch.manual_seed(0)
+    net = build_model(name, 1, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        accuracy = (net(x).argmax(dim=1) == y).float().mean().item()
+    assert accuracy > 0.9
