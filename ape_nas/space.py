@@ -171,8 +171,8 @@ class Space:
 
 _PARAM_KEYS = {
     "type": Field(str, choices=("int", "float", "categorical")),
-    "low": Field(float, None, nullable=True),
-    "high": Field(float, None, nullable=True),
+    "low": Field(object, None, nullable=True),  # int or float by type: checked in _parse_param
+    "high": Field(object, None, nullable=True),
     "step": Field(float, None, nullable=True),
     "log": Field(bool, False),
     "choices": Field(list, None, nullable=True),
@@ -205,18 +205,24 @@ def _parse_param(doc: Document, keypath: KeyPath, name: str, raw: Any, value_fie
         return Param(name=name, kind="categorical", choices=tuple(choices))
     if d["choices"] is not None:
         raise doc.error((*keypath, "choices"), f"not allowed for a {kind} parameter (use low/high)")
+    number = int if kind == "int" else float
     for key in ("low", "high"):
-        if d[key] is None:
+        if raw.get(key) is None:
             raise doc.error((*keypath, key), f"missing required key for a {kind} parameter")
-        if kind == "int" and not is_kind(raw[key], int):
-            raise doc.error((*keypath, key), f"expected an integer, got {describe(raw[key])}")
-        if value_field is not None:
-            check_value(doc, (*keypath, key), raw[key] if kind == "int" else float(raw[key]), value_field)
+        if not is_kind(raw[key], number):
+            expected = "an integer" if number is int else "a number"
+            raise doc.error(
+                (*keypath, key),
+                f"expected {expected} for a{'n' if kind == 'int' else ''} {kind} parameter, got {describe(raw[key])}",
+            )
+    if d["log"] and raw["low"] <= 0:
+        raise doc.error((*keypath, "low"), f"log scale needs low > 0, got {raw['low']}")
+    if value_field is not None:
+        for key in ("low", "high"):
+            check_value(doc, (*keypath, key), number(raw[key]), value_field)
     low, high, step, log = d["low"], d["high"], d["step"], d["log"]
     if low > high:
         raise doc.error(keypath, f"empty range: low {raw['low']} > high {raw['high']}; expected low <= high")
-    if log and low <= 0:
-        raise doc.error((*keypath, "low"), f"log scale needs low > 0, got {raw['low']}")
     if step is not None:
         if step <= 0 or (kind == "int" and not is_kind(raw["step"], int)):
             raise doc.error((*keypath, "step"), f"expected a positive {'integer' if kind == 'int' else 'number'}")

@@ -138,6 +138,9 @@ INVALID = [
 @pytest.mark.parametrize(("name", "arg", "value"), INVALID)
 def test_invalid_arch_value_raises_value_error_naming_the_argument(name, arg, value):
     with pytest.raises(ValueError, match=rf"^{arg} must be"):
+        get_family(name).cls(1, 2, **{arg: value})
+    # through the registry it is also a one-line user error naming the family
+    with pytest.raises(UserError, match=rf"^model family '{name}': {arg} must be"):
         build_model(name, 1, 2, **{arg: value})
 
 

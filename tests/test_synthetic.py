@@ -157,7 +157,7 @@ def test_shapes_dtypes_labels_and_transitions(data):
         orders.add(tuple(order))
         assert sorted(order) == sorted(data.class_names)
         for j, state in enumerate(order):
-            seg = rec.labels[j * block:(j + 1) * block]
+            seg = rec.labels[j * block : (j + 1) * block]
             k = data.class_names.index(state)
             if j == 0:
                 assert np.all(seg == k)  # the session start is not a state change
@@ -183,7 +183,7 @@ def test_ppg_pulses_follow_r_peaks(data_all):
         assert ppg.dtype == np.float32 and ppg.shape == rec.signals["ecg"].shape and rec.rates["ppg"] == fs
         w = int(0.6 * fs)
         rp = rec.meta["r_peaks"][:-2]
-        delay = np.array([np.argmax(ppg[p:p + w]) for p in rp]) / fs
+        delay = np.array([np.argmax(ppg[p : p + w]) for p in rp]) / fs
         assert 0.25 < np.median(delay) < 0.5
         q25, q75 = np.percentile(delay, [25, 75])
         assert q75 - q25 < 0.06  # time-locked to the R peak, not a free-running oscillation
@@ -268,16 +268,29 @@ def test_unknown_state_raises_value_error_listing_known_states():
     assert isinstance(err.value, UserError)
 
 
-@pytest.mark.parametrize("bad", [
-    {"subjects": 0}, {"subjects": 2.5}, {"minutes_per_state": 0.1}, {"fs": 10.0}, {"noise": -1.0},
-    {"seed": -1}, {"states": []}, {"states": "baseline"}, {"states": ["stress", "stress"]}, {"ppg": "yes"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"subjects": 0},
+        {"subjects": 2.5},
+        {"minutes_per_state": 0.1},
+        {"fs": 10.0},
+        {"noise": -1.0},
+        {"seed": -1},
+        {"states": []},
+        {"states": "baseline"},
+        {"states": ["stress", "stress"]},
+        {"ppg": "yes"},
+    ],
+)
 def test_invalid_parameters_raise(bad):
     with pytest.raises(ValueError):
         generate(**bad)
 
 
 def test_module_imports_neither_torch_nor_neurokit2():
-    code = ("import sys, ape_nas.data.synthetic as s; s.generate(subjects=1, minutes_per_state=0.5); "
-            "bad = [m for m in ('torch', 'neurokit2') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, ape_nas.data.synthetic as s; s.generate(subjects=1, minutes_per_state=0.5); "
+        "bad = [m for m in ('torch', 'neurokit2') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

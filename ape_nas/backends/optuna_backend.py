@@ -35,6 +35,7 @@ PRUNERS: dict[str, str] = {
     "percentile": "PercentilePruner",
     "hyperband": "HyperbandPruner",
     "successive_halving": "SuccessiveHalvingPruner",
+    "threshold": "ThresholdPruner",
     "none": "NopPruner",
 }
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
@@ -238,7 +239,9 @@ class OptunaBackend(Backend):
         out = {}
         for name, fn in plots.items():
             try:
-                ax = fn(self.study)
+                with warnings.catch_warnings():  # "few trials per regime", "no artists for legend"
+                    warnings.simplefilter("ignore")
+                    ax = fn(self.study)
             except (ValueError, RuntimeError, ZeroDivisionError):  # too few distinct trials for this plot
                 continue
             ax = ax[0] if hasattr(ax, "__len__") and not hasattr(ax, "figure") else ax

@@ -25,7 +25,7 @@ METRICS: dict[str, str] = {
     "loss": "minimize",
 }
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc", "gp")
-PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "none")
 BACKENDS = ("optuna",)
 PROTOCOLS = ("holdout",)
 

@@ -31,6 +31,10 @@ class Document:
         for n in range(len(keypath), 0, -1):
             if keypath[:n] in self.overrides:
                 return f"--set {self.overrides[keypath[:n]]}"
+        if keypath and keypath not in self.lines:  # a mapping that only a --set created (--set budgett.trials=1)
+            for path, text in self.overrides.items():
+                if path[: len(keypath)] == keypath:
+                    return f"--set {text}"
         for n in range(len(keypath), -1, -1):
             if keypath[:n] in self.lines:
                 return f"{self.path}:{self.lines[keypath[:n]]}"

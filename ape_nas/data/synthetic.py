@@ -17,7 +17,7 @@ benchmark needs: its RR process is stationary within a call, with the LF and HF 
 state change (no HR ramp). Each call also rescales the ECG to exactly −0.4…1.2 mV, which wipes out
 per-subject amplitudes, and R-peak times are not returned. So this module has its own vectorised NumPy
 generator. It uses the same PQRST sum-of-Gaussians idea as ECGSYN, but in the time domain and per beat. The
-default benchmark takes ≈ 0.2 s here (0.17-0.23 s; 12 subjects × 4 min at 128 Hz), ≈ 0.25 s with ``ppg=True``.
+default benchmark (12 subjects × 4 min at 128 Hz) takes 0.17-0.34 s here, and 0.23-0.39 s with ``ppg=True``.
 
 Model (per subject, all vectorised over samples or beats)
 ---------------------------------------------------------
@@ -39,25 +39,26 @@ Model (per subject, all vectorised over samples or beats)
   stress (vasoconstriction). Separate random stream, so ``ppg=True`` leaves the ECG unchanged.
 * States: each state in :data:`STATES` moves HR, the vagal (HF/RSA) amplitude, LF amplitude, breathing rate,
   PTT and PPG amplitude by its table value × a per-subject reactivity ``k`` (Gamma(2.5, 0.4): mean 1.0, SD
-  0.63, 5th percentile ≈ 0.25) × a per-subject-and-state factor (log-normal, σ 0.35). Each block also gets a
-  ±1.5 bpm HR offset. Changes ramp in with a raised cosine over 3-8 s (per subject). The between-subject SD
+  0.63, 5th percentile ≈ 0.25) × a per-subject-and-state factor (log-normal, σ 0.35). Each non-baseline block also gets
+  an N(0, 1.5) bpm HR offset. Changes ramp in with a raised cosine over 3-8 s (per subject). The between-subject SD
   of resting HR (8 bpm) is larger than the stress response of weak responders (a few bpm), so subject-
   independent classification can be learnt but is not trivial.
 
 Parameters of :func:`generate`
 ------------------------------
-=====================  ==============  ===========================================================================
-parameter              default         meaning (allowed range)
-=====================  ==============  ===========================================================================
-``subjects``           12              number of subjects "S01", "S02", … (1-999)
-``minutes_per_state``  2.0             length of each state block in minutes (≥ 0.5; the first 10 s are unlabelled)
-``fs``                 128.0           sampling rate of ECG, PPG and labels in Hz (64-2000)
-``states``             baseline,stress  affect states (class order = this order), names from :data:`STATES`
-``ppg``                False           also generate a ``"ppg"`` channel
-``noise``              1.0             scale of all noise and baseline wander (0 = clean; ≥ 0)
-``seed``               0               root seed; subject i uses ``SeedSequence([seed, i])``, so adding subjects
-                                       leaves earlier subjects unchanged (≥ 0)
-=====================  ==============  ===========================================================================
+=====================  ==================  =======================================================================
+parameter              default             meaning (allowed range)
+=====================  ==================  =======================================================================
+``subjects``           12                  number of subjects "S01", "S02", … (1-999)
+``minutes_per_state``  2.0                 length of each state block in minutes (≥ 0.5; after a state change the
+                                           first 10 s are unlabelled)
+``fs``                 128.0               sampling rate of ECG, PPG and labels in Hz (64-2000)
+``states``             [baseline, stress]  affect states (class order = this order), names from :data:`STATES`
+``ppg``                False               also generate a ``"ppg"`` channel
+``noise``              1.0                 scale of all noise and baseline wander (0 = clean; ≥ 0)
+``seed``               0                   root seed; subject i uses ``SeedSequence([seed, i])``, so adding
+                                           subjects leaves earlier subjects unchanged (≥ 0)
+=====================  ==================  =======================================================================
 
 Per-subject physiology (drawn from the subject's seed)
 ------------------------------------------------------
@@ -67,9 +68,9 @@ quantity                   distribution (clipped)           physiological range 
 resting HR                 N(70, 8) bpm, 50-95              adult resting HR 60-100 bpm, mean ≈ 70 (AHA; pop. studies)
 breathing rate             N(15, 2.5) /min, 10-22           adult resting 12-20 breaths/min; HF band 0.15-0.4 Hz
                                                             (Task Force of ESC/NASPE 1996)
-RSA amplitude (HF)         logN(median 30 ms, σ 0.4)        gives resting RMSSD ≈ 20-70 ms; short-term norm
+RSA amplitude (HF)         logN(median 42 ms, σ 0.4)        gives resting RMSSD ≈ 20-70 ms; short-term norm
                            × (RR0/0.857 s)², 8-120 ms       RMSSD 42 ± 15 ms (Nunan et al. 2010)
-LF amplitude (SD)          logN(median 20 ms, σ 0.4)        LF 0.04-0.15 Hz (Task Force 1996); resting LF/HF ≈
+LF amplitude (SD)          logN(median 25 ms, σ 0.4)        LF 0.04-0.15 Hz (Task Force 1996); resting LF/HF ≈
                            × (RR0/0.857 s)², 5-80 ms        1-2 (Nunan et al. 2010)
 LF (Mayer) frequency       N(0.10, 0.008) Hz, 0.08-0.12     Mayer waves ≈ 0.1 Hz (Julien 2006)
 VLF drift (SD)             logN(median 12 ms, σ 0.3)        slow HR drift < 0.04 Hz
@@ -189,7 +190,7 @@ def _check_params(
         raise SyntheticParamError(
             f"synthetic: states must be a non-empty list of names from {', '.join(STATES)}, got {states!r}"
         )
-    unknown = [s for s in states if s not in STATES]
+    unknown = [s for s in states if not isinstance(s, str) or s not in STATES]
     if unknown:
         raise UnknownStateError(
             f"synthetic: unknown state(s) {', '.join(map(repr, unknown))}; known states: {', '.join(STATES)}"

@@ -40,6 +40,10 @@ class ModelFamily:
 _FAMILIES: dict[str, ModelFamily] = {}
 
 
+class InvalidArchError(UserError, ValueError):
+    """An architecture value a family rejects (e.g. an even kernel size); names family and argument."""
+
+
 def _arch_defaults(cls: type[nn.Module]) -> dict[str, Any]:
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # drop self
     head = [p.name for p in params[:2]]
@@ -89,4 +93,4 @@ def build_model(name: str, in_channels: int, num_classes: int, **arch: Any) -> n
     try:
         return family.cls(in_channels, num_classes, **arch)
     except ValueError as exc:  # the families validate their arguments with ValueError
-        raise UserError(f"model family {name!r}: {exc}") from None
+        raise InvalidArchError(f"model family {name!r}: {exc}") from None

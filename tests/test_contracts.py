@@ -1,0 +1,280 @@
+"""Contracts every search-space and experiment file must meet (a new YAML file gets these tests by existing).
+
+Spaces: load, match the model registry, sample specs with a real Optuna study whose models build and run on
+two window lengths. Experiments: validate completely through ``prepare_sweep`` without writing anything.
+Backend names: every sampler and pruner can be selected with ``--set`` and drives a space.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.samplers import RandomSampler
+
+from ape_nas.backends import optuna_backend
+from ape_nas.config import experiment as experiment_config
+from ape_nas.config.experiment import load_experiment
+from ape_nas.models import build_model, get_family, list_models
+from ape_nas.space import OPTIM_FIELDS, Param, Space, load_space
+from ape_nas.spec import TrialSpec
+from ape_nas.sweep import prepare_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+WINDOW_LENGTHS = (640, 1280)  # 5 s and 10 s at 128 Hz
+NUM_CLASSES = 3
+BATCH = 2
+
+# Options some pruners cannot do without; every other sampler/pruner is tried with no options at all.
+PRUNER_OPTIONS = {"threshold": "{lower: 0.0}"}
+
+optuna_backend.quiet_optuna()
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_there_are_files_to_check():
+    assert QUICKSTART in EXPERIMENTS
+    assert ROOT / "search_spaces" / "quickstart.yaml" in SPACES
+    assert len(SPACES) >= 2 and len(EXPERIMENTS) >= 1
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: the forward passes are tiny, and on a busy 2-core machine OpenMP stalls cost more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def arch_defaults() -> dict[str, dict[str, Any]]:
+    return {name: get_family(name).arch_defaults for name in list_models()}
+
+
+@functools.cache
+def base_for(space_path: Path) -> dict[str, Any]:
+    """The base of an experiment that uses this space, else the quickstart experiment's base."""
+    for path in EXPERIMENTS:
+        exp = load_experiment(path)
+        if exp.space_path == space_path.resolve():
+            return exp.base()
+    return load_experiment(QUICKSTART).base()
+
+
+class _Corner:
+    """A suggester answering every parameter with its low bound / first choice (or high / last choice)."""
+
+    def __init__(self, family: str, high: bool) -> None:
+        self.family = family
+        self.high = high
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        return high - (high - low) % step if self.high else low
+
+    def suggest_float(self, name, low, high, *, step=None, log=False):
+        return high if self.high else low
+
+    def suggest_categorical(self, name, choices):
+        if name == "model":
+            return self.family
+        return choices[-1] if self.high else choices[0]
+
+
+def _within(value: Any, param: Param) -> bool:
+    if param.kind == "fixed":
+        return value == param.value
+    if param.kind == "categorical":
+        return value in param.choices
+    if param.kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+        return False
+    if not param.low <= value <= param.high:
+        return False
+    if param.step:
+        k = (value - param.low) / param.step
+        return math.isclose(k, round(k), abs_tol=1e-9)
+    return True
+
+
+def _check_spec(spec: TrialSpec, space: Space, base: dict[str, Any]) -> None:
+    params = space.families[spec.model]
+    assert set(spec.arch) == {name.split(".", 1)[1] for name in params}, "only the chosen family's arguments"
+    for name, param in params.items():
+        value = spec.arch[name.split(".", 1)[1]]
+        assert _within(value, param), f"{name}={value!r} outside {param.describe()}"
+    assert set(spec.optim) == set(OPTIM_FIELDS)
+    for name, param in space.optim.items():
+        value = spec.optim[name.split(".", 1)[1]]
+        assert _within(value, param), f"{name}={value!r} outside {param.describe()}"
+    for key in set(OPTIM_FIELDS) - {n.split(".", 1)[1] for n in space.optim}:
+        assert spec.optim[key] == OPTIM_FIELDS[key].default
+    assert (spec.data, spec.protocol, spec.training, spec.seed) == (
+        base["data"],
+        base["protocol"],
+        base["training"],
+        base["seed"],
+    )
+    assert TrialSpec.from_dict(spec.to_dict()) == spec
+    assert TrialSpec.from_yaml(spec.to_yaml()) == spec
+
+
+def _random_specs(space: Space, base: dict[str, Any], per_family: int, seed: int = 0) -> list[TrialSpec]:
+    """Sample with an in-memory study until every family has ``per_family`` specs (bounded number of asks)."""
+    study = optuna.create_study(sampler=RandomSampler(seed=seed))
+    specs: list[TrialSpec] = []
+    counts = dict.fromkeys(space.family_names, 0)
+    for _ in range(40 * per_family * len(counts)):
+        if min(counts.values()) >= per_family:
+            break
+        trial = study.ask()
+        spec = space.sample(trial, base)
+        study.tell(trial, 0.0)
+        specs.append(spec)
+        counts[spec.model] += 1
+    return specs
+
+
+# ---- search spaces -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space_path", SPACES, ids=_ids(SPACES))
+def test_space_loads_and_matches_registry(space_path):
+    space = load_space(space_path)
+    assert space.families, "at least one model family"
+    space.check_families(arch_defaults())
+    assert set(space.family_names) <= set(list_models())
+    for family, params in space.families.items():
+        assert all(name.startswith(f"{family}.") for name in params)
+    assert all(name.startswith("optim.") for name in space.optim)
+    assert space.name == space_path.stem or space.doc.data.get("name") == space.name
+
+
+@pytest.mark.parametrize("space_path", SPACES, ids=_ids(SPACES))
+def test_space_samples_valid_specs(space_path):
+    space = load_space(space_path)
+    base = base_for(space_path)
+    specs = _random_specs(space, base, per_family=4)
+    assert {s.model for s in specs} == set(space.family_names), "sampling covers every family"
+    for spec in specs:
+        _check_spec(spec, space, base)
+
+
+@pytest.mark.parametrize("space_path", SPACES, ids=_ids(SPACES))
+def test_space_fixed_values_appear_in_specs(space_path):
+    space = load_space(space_path)
+    base = base_for(space_path)
+    for family in space.family_names:
+        spec = space.sample(_Corner(family, high=False), base)
+        assert spec.model == family
+        for name, param in [*space.families[family].items(), *space.optim.items()]:
+            if param.kind == "fixed":
+                section = spec.optim if name.startswith("optim.") else spec.arch
+                assert section[name.split(".", 1)[1]] == param.value
+
+
+@pytest.mark.parametrize("space_path", SPACES, ids=_ids(SPACES))
+def test_space_models_build_and_run(space_path):
+    """Random specs and the two corners (all low / all high) of every family build and give (batch, classes)."""
+    space = load_space(space_path)
+    base = base_for(space_path)
+    in_channels = len(base["data"]["channels"])
+    specs = _random_specs(space, base, per_family=2, seed=1)
+    specs += [space.sample(_Corner(f, high), base) for f in space.family_names for high in (False, True)]
+    for spec in specs:
+        _check_spec(spec, space, base)
+        net = build_model(spec.model, in_channels, NUM_CLASSES, **spec.arch).eval()
+        with torch.no_grad():
+            for length in WINDOW_LENGTHS:
+                out = net(torch.randn(BATCH, in_channels, length))
+                assert out.shape == (BATCH, NUM_CLASSES), f"{spec.model} {spec.arch} on {length} samples"
+                assert torch.isfinite(out).all()
+
+
+# ---- experiments -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exp_path", EXPERIMENTS, ids=_ids(EXPERIMENTS))
+def test_experiment_validates_and_writes_nothing(exp_path, tmp_path, empty_cwd):
+    workdir = tmp_path / "w"
+    plan = prepare_sweep(exp_path, workdir=workdir)
+    assert not workdir.exists()
+    assert list(empty_cwd.iterdir()) == []
+    assert plan.workdir == workdir
+    exp = plan.experiment
+    assert exp.space_path.is_file()
+    assert Path(plan.space.path).resolve() == exp.space_path
+    assert exp.direction == experiment_config.METRICS[exp.objective["metric"]]
+    assert isinstance(plan.backend.sampler(), getattr(optuna.samplers, optuna_backend.SAMPLERS[exp.backend["sampler"]]))
+    assert isinstance(plan.backend.pruner(), getattr(optuna.pruners, optuna_backend.PRUNERS[exp.backend["pruner"]]))
+    base = exp.base()
+    assert set(base) == {"data", "protocol", "training", "seed"}
+    assert base["seed"] == exp.seed
+    assert base["training"]["metric"] == exp.objective["metric"]
+    assert base["training"]["direction"] == exp.direction
+    assert {"benchmark", "channels", "window_s", "stride_s"} <= set(base["data"])
+    assert {"kind", "test_subjects", "val_subjects", "seed"} <= set(base["protocol"])
+
+
+@pytest.mark.parametrize("exp_path", EXPERIMENTS, ids=_ids(EXPERIMENTS))
+def test_experiment_base_is_a_copy(exp_path):
+    exp = load_experiment(exp_path)
+    base = exp.base()
+    base["data"]["channels"].append("bogus")
+    base["training"]["max_epochs"] = -1
+    assert "bogus" not in exp.data["channels"]
+    assert exp.base()["training"]["max_epochs"] == exp.training["max_epochs"]
+
+
+# ---- samplers and pruners --------------------------------------------------------------------------------------
+
+
+def test_config_and_backend_agree_on_names():
+    assert set(experiment_config.SAMPLERS) == set(optuna_backend.SAMPLERS)
+    assert set(experiment_config.PRUNERS) == set(optuna_backend.PRUNERS)
+
+
+@pytest.mark.parametrize("name", list(optuna_backend.SAMPLERS))
+def test_every_sampler_drives_a_space(name, tmp_path):
+    overrides = [f"backend.sampler={name}", "backend.sampler_options={}"]
+    plan = prepare_sweep(QUICKSTART, overrides=overrides, workdir=tmp_path / "w")
+    assert plan.experiment.backend["sampler"] == name
+    sampler = plan.backend.sampler()
+    assert isinstance(sampler, getattr(optuna.samplers, optuna_backend.SAMPLERS[name]))
+    study = optuna.create_study(sampler=sampler, direction=plan.experiment.direction)
+    base = plan.experiment.base()
+    for i in range(4):
+        trial = study.ask()
+        spec = plan.space.sample(trial, base)
+        _check_spec(spec, plan.space, base)
+        study.tell(trial, 0.1 * i)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("name", list(optuna_backend.PRUNERS))
+def test_every_pruner_validates_and_runs(name, tmp_path):
+    options = PRUNER_OPTIONS.get(name, "{}")
+    overrides = [f"backend.pruner={name}", f"backend.pruner_options={options}"]
+    plan = prepare_sweep(QUICKSTART, overrides=overrides, workdir=tmp_path / "w")
+    pruner = plan.backend.pruner()
+    assert isinstance(pruner, getattr(optuna.pruners, optuna_backend.PRUNERS[name]))
+    study = optuna.create_study(sampler=RandomSampler(seed=0), pruner=pruner, direction=plan.experiment.direction)
+    for i in range(3):
+        trial = study.ask()
+        plan.space.suggest(trial)
+        trial.report(0.5 + 0.1 * i, step=1)
+        assert isinstance(trial.should_prune(), bool)
+        study.tell(trial, 0.5 + 0.1 * i)
+    assert not (tmp_path / "w").exists()

@@ -1,0 +1,162 @@
+"""End to end: `ape-nas sweep` on the synthetic benchmark with a real SQLite Optuna study and MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from ape_nas.cli import main
+from ape_nas.objective import run_trial
+from ape_nas.spec import TrialSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
+# A smaller, faster variant of the quickstart for tests (same files, overridden from the command line).
+SMALL = [
+    "--set",
+    "data.params.subjects=8",
+    "--set",
+    "data.params.minutes_per_state=1.0",
+    "--set",
+    "training.max_epochs=3",
+    "--set",
+    "protocol.test_subjects=2",
+    "--set",
+    "protocol.val_subjects=2",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _status(workdir: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
+    capsys.readouterr()
+    assert main(["status", QUICKSTART, "--workdir", str(workdir), "--json", *SMALL, *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _runs(status: dict) -> tuple[MlflowClient, list, list]:
+    client = MlflowClient(status["tracking_uri"])
+    runs = client.search_runs([status["mlflow_experiment_id"]], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("ape_nas.role") == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("ape_nas.role") == "trial"]
+    return client, parents, trials
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("sweep") / "w"
+    assert main(["sweep", QUICKSTART, "--workdir", str(workdir), "--trials", "4", "--no-progress", *SMALL]) == 0
+    return workdir
+
+
+def test_sweep_records_one_parent_and_a_nested_run_per_trial(swept: Path, capsys: pytest.CaptureFixture[str]):
+    status = _status(swept, capsys)
+    assert len(status["trials"]) == 4
+    client, parents, trials = _runs(status)
+    assert len(parents) == 1 and parents[0].info.run_id == status["parent_run_id"]
+    assert len(trials) == 4
+    for run in trials:
+        tags, params = run.data.tags, run.data.params
+        assert tags["mlflow.parentRunId"] == status["parent_run_id"]
+        assert tags["ape_nas.state"] in {"complete", "pruned"}
+        assert run.info.status == "FINISHED"
+        assert {"model", "seed", "optim.lr", "optim.batch_size"} <= set(params)
+        assert any(k.startswith("arch.") for k in params)
+        assert tags["ape_nas.seed"] == "7" and len(tags["data_fingerprint"]) == 20
+        train, val, test = (set(tags[f"split.{p}"].split(",")) for p in ("train", "val", "test"))
+        assert len(val) == 2 and len(test) == 2 and not (train & val or train & test or val & test)
+        history = client.get_metric_history(run.info.run_id, "val_f1_macro")
+        assert [m.step for m in history] == list(range(len(history))) and len(history) >= 1
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "spec.yaml" in artifacts
+        if tags["ape_nas.state"] == "complete":
+            assert "model.pt" in artifacts
+            assert run.data.metrics["score"] == pytest.approx(max(m.value for m in history))
+            assert "test_f1_macro" in run.data.metrics
+    parent = parents[0]
+    best = status["best"]
+    assert parent.data.tags["best_run_id"] == best["mlflow_run_id"]
+    assert parent.data.metrics["best_val_f1_macro"] == pytest.approx(best["value"])
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png"} <= plots
+
+
+def test_status_json_agrees_with_mlflow(swept: Path, capsys: pytest.CaptureFixture[str]):
+    status = _status(swept, capsys)
+    assert status["storage"].startswith("sqlite:///") and status["tracking_uri"].startswith("sqlite:///")
+    _, _, trials = _runs(status)
+    by_id = {r.info.run_id: r for r in trials}
+    for t in status["trials"]:
+        run = by_id[t["mlflow_run_id"]]
+        assert run.data.tags["ape_nas.state"] == t["state"]
+        assert int(run.data.tags["ape_nas.trial_number"]) == t["number"]
+        if t["state"] == "complete":
+            assert run.data.metrics["score"] == pytest.approx(t["value"])
+    assert sum(status["counts"].values()) == len(status["trials"])
+
+
+def test_rerun_resumes_the_same_study_and_parent(swept: Path, capsys: pytest.CaptureFixture[str]):
+    before = _status(swept, capsys)
+    assert main(["sweep", QUICKSTART, "--workdir", str(swept), "--trials", "2", "--no-progress", *SMALL]) == 0
+    after = _status(swept, capsys)
+    assert [t["number"] for t in after["trials"]] == list(range(len(before["trials"]) + 2))
+    assert after["parent_run_id"] == before["parent_run_id"]
+    assert after["mlflow_experiment_id"] == before["mlflow_experiment_id"]
+    _, parents, trials = _runs(after)
+    assert len(parents) == 1 and len(trials) == len(after["trials"])
+    assert parents[0].info.status == "FINISHED"
+
+
+def test_same_seed_and_spec_give_the_same_validation_score(swept: Path, capsys: pytest.CaptureFixture[str]):
+    status = _status(swept, capsys)
+    best = status["best"]
+    client = MlflowClient(status["tracking_uri"])
+    spec_path = client.download_artifacts(best["mlflow_run_id"], "spec.yaml", str(swept / "dl"))
+    spec = TrialSpec.from_dict(yaml.safe_load(Path(spec_path).read_text()))
+    again = run_trial(spec, cache_dir=swept / "cache")
+    assert again.score == pytest.approx(best["value"], abs=1e-6)
+
+
+def test_best_prints_the_best_spec(swept: Path, capsys: pytest.CaptureFixture[str]):
+    status = _status(swept, capsys)
+    assert main(["best", QUICKSTART, "--workdir", str(swept), "--json", *SMALL]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["number"] == status["best"]["number"]
+    assert best["spec"]["model"] == status["best"]["model"]
+    assert set(best["test_metrics"]) == {"test_f1_macro", "test_balanced_accuracy", "test_auroc"}
+
+
+def test_pruned_trials_are_tagged_pruned_never_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # ThresholdPruner with a lower bound no score can reach prunes every trial after its first epoch.
+    args = ["--set", "backend.pruner=threshold", "--set", "backend.pruner_options={lower: 1.5, n_warmup_steps: 0}"]
+    assert main(["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", "--no-progress", *SMALL, *args]) == 0
+    status = _status(tmp_path, capsys, *args)
+    assert [t["state"] for t in status["trials"]] == ["pruned", "pruned"]
+    client, _, trials = _runs(status)
+    for run in trials:
+        assert run.data.tags["ape_nas.state"] == "pruned"
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "val_f1_macro")) == 1
+
+
+def test_a_failing_trial_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    space = yaml.safe_load((ROOT / "search_spaces" / "quickstart.yaml").read_text())
+    space["models"]["cnn1d"]["kernel_size"] = {"type": "categorical", "choices": [7, 8]}  # 8 is even: invalid
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text(yaml.safe_dump(space))
+    args = ["--set", f"space={space_path}", "--set", "backend.sampler=random", "--set", "backend.sampler_options={}"]
+    workdir = tmp_path / "w"
+    assert main(["sweep", QUICKSTART, "--workdir", str(workdir), "--trials", "6", "--no-progress", *SMALL, *args]) == 0
+    status = _status(workdir, capsys, *args)
+    states = [t["state"] for t in status["trials"]]
+    assert len(states) == 6 and "failed" in states and set(states) - {"failed"}
+    _, _, trials = _runs(status)
+    failed = [r for r in trials if r.data.tags["ape_nas.state"] == "failed"]
+    assert len(failed) == states.count("failed")
+    for run in failed:
+        assert run.info.status == "FAILED"
+        assert "kernel_size" in run.data.tags["ape_nas.note"]
