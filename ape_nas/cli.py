@@ -219,6 +219,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "server",
         "--backend-store-uri",
         default_tracking_uri(Path(args.workdir)),
+        "--artifacts-destination",
+        str((Path(args.workdir) / "artifacts").resolve()),
         "--host",
         args.host,
         "--port",

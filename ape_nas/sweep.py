@@ -155,6 +155,9 @@ def run_sweep(
             backend.run(evaluate, n_trials, timeout_s, on_trial_end=display.trial_finished)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        tracker.finish_parent("FAILED")  # never leave the parent run RUNNING
+        raise
     records = backend.records()
     best = best_of(records, exp.direction)
     _finish_parent(tracker, backend, records, best, metric, time.time() - started, interrupted)

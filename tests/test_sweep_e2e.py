@@ -160,3 +160,40 @@ def test_a_failing_trial_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.
     for run in failed:
         assert run.info.status == "FAILED"
         assert "kernel_size" in run.data.tags["ape_nas.note"]
+
+
+def test_timeout_stops_starting_new_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert (
+        main(
+            [
+                "sweep",
+                QUICKSTART,
+                "--workdir",
+                str(tmp_path),
+                "--trials",
+                "50",
+                "--timeout",
+                "1",
+                "--no-progress",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    status = _status(tmp_path, capsys)
+    assert 1 <= len(status["trials"]) < 5
+
+
+def test_models_and_spaces_commands_list_the_registry_and_files(capsys: pytest.CaptureFixture[str]):
+    from ape_nas.models import get_family, list_models
+
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert set(models) == set(list_models())
+    for name, info in models.items():
+        assert info["arch"] == json.loads(json.dumps(get_family(name).arch_defaults))
+    assert main(["spaces", "--dir", str(ROOT / "search_spaces"), "--json"]) == 0
+    spaces = json.loads(capsys.readouterr().out)
+    assert set(spaces) == {p.stem for p in (ROOT / "search_spaces").glob("*.yaml")}
+    assert set(spaces["mixed"]["families"]) == set(list_models())
+    assert spaces["mixed"]["parameters"]["optim.lr"].startswith("float [")
