@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ SMALL = [
 ]
 
 pytestmark = pytest.mark.slow
+HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
 def _status(workdir: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
@@ -67,6 +69,7 @@ def test_sweep_records_one_parent_and_a_nested_run_per_trial(swept: Path, capsys
         assert {"model", "seed", "optim.lr", "optim.batch_size"} <= set(params)
         assert any(k.startswith("arch.") for k in params)
         assert tags["ape_nas.seed"] == "7" and len(tags["data_fingerprint"]) == 20
+        assert tags["mlflow.source.git.commit"] == HEAD
         train, val, test = (set(tags[f"split.{p}"].split(",")) for p in ("train", "val", "test"))
         assert len(val) == 2 and len(test) == 2 and not (train & val or train & test or val & test)
         history = client.get_metric_history(run.info.run_id, "val_f1_macro")
