@@ -1,4 +1,11 @@
-"""Plain containers shared by every reader and by preprocessing. No torch."""
+"""Plain containers shared by every reader and by preprocessing. No torch.
+
+Time convention: every recording has a start instant ``t0`` (unix seconds, or ``None`` when the source has no
+clock). A channel ``ch`` starts ``offsets.get(ch, 0.0)`` seconds after ``t0`` and has one sample every
+``1 / rates[ch]`` seconds. Labels start at ``label_offset`` seconds after ``t0``. Beat-interval series (IBI/RR)
+are irregular events, kept in ``events[name]`` as an ``(n, 2)`` array of (beat time in s after ``t0``,
+interval in s); preprocessing resamples them evenly and marks gaps instead of inventing beats.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,7 @@ UNLABELLED = -1
 
 @dataclass
 class SubjectRecording:
-    """One subject's signals and per-sample labels.
-
-    ``signals[ch]`` is a 1-D float array sampled at ``rates[ch]`` Hz; all channels start at the same instant.
-    ``labels`` is an int array at ``label_rate`` Hz over the same time span, ``UNLABELLED`` (-1) where no
-    label applies (e.g. transitions).
-    """
+    """One subject's signals and per-sample labels (``UNLABELLED`` = -1 where no label applies)."""
 
     subject: str
     signals: dict[str, np.ndarray]
@@ -25,23 +27,37 @@ class SubjectRecording:
     labels: np.ndarray
     label_rate: float
     meta: dict[str, Any] = field(default_factory=dict)
+    offsets: dict[str, float] = field(default_factory=dict)
+    label_offset: float = 0.0
+    t0: float | None = None
+    events: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def channel_names(self) -> list[str]:
+        return [*self.signals, *self.events]
 
     def duration_s(self) -> float:
-        ch = next(iter(self.signals))
-        return len(self.signals[ch]) / self.rates[ch]
+        ends = [self.offsets.get(c, 0.0) + len(x) / self.rates[c] for c, x in self.signals.items()]
+        ends += [float(e[-1, 0]) for e in self.events.values() if len(e)]
+        return max(ends) if ends else 0.0
 
 
 @dataclass
 class BenchmarkData:
-    """All subjects of one benchmark, with the class names that label indices refer to."""
+    """All subjects of one benchmark, with the class names that label indices refer to.
+
+    ``sources`` lists the raw files read (their content keys the preprocessing cache); ``skipped`` maps
+    subjects a reader could not use to the reason (reported, never silent).
+    """
 
     name: str
     subjects: list[SubjectRecording]
     class_names: list[str]
     params: dict[str, Any] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def subject_ids(self) -> list[str]:
         return [s.subject for s in self.subjects]
 
     def channels(self) -> list[str]:
-        return list(self.subjects[0].signals) if self.subjects else []
+        return self.subjects[0].channel_names() if self.subjects else []
