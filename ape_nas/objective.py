@@ -8,6 +8,7 @@ subjects are evaluated once, with the weights of that best epoch, and logged, ne
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import tempfile
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ape_nas.data.prepare import WindowSet, prepare_windows
-from ape_nas.data.splits import Split, make_split
+from ape_nas.data.splits import Split, make_splits
 from ape_nas.reporting import MemoryTracker, NullReporter, Reporter, TrialPruned, TrialTracker
 from ape_nas.spec import TrialSpec
 
@@ -40,6 +41,7 @@ class TrialResult:
     checkpoint: Path | None = None
     split: Split | None = None
     data_fingerprint: str = ""
+    folds: list[FoldResult] = field(default_factory=list)
 
 
 def quiet_libraries() -> None:
@@ -93,6 +95,32 @@ def _class_weights(y: np.ndarray, k: int) -> list[float]:
     return [float(v) for v in w]
 
 
+class _Prefixed:
+    """A tracker view that prefixes metric names (``fold2.val_f1_macro``) for multi-fold trials."""
+
+    def __init__(self, inner: TrialTracker, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.inner.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    split: Split
+    score: float
+    best_epoch: int
+    epochs: int
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    checkpoint: Path
+
+
 def run_trial(
     spec: TrialSpec,
     reporter: Reporter | None = None,
@@ -101,49 +129,111 @@ def run_trial(
     cache_dir: Path | None = None,
     accelerator: str = "cpu",
 ) -> TrialResult:
-    """Train ``spec`` on its training subjects, validate each epoch, test once at the best epoch.
+    """Train ``spec`` on each fold's training subjects, validate each epoch, test once at each fold's best epoch.
+
+    One fold (holdout): every epoch's validation score goes to the reporter (step = epoch). Several folds
+    (kfold, loso): each fold's best validation score goes to the reporter (step = fold), so pruners compare
+    trials fold by fold (e.g. Optuna's Wilcoxon pruner). The score is the mean of the folds' best values.
 
     Example:
         >>> result = run_trial(spec)              # doctest: +SKIP
         >>> result.score, result.test_metrics["test_f1_macro"]  # doctest: +SKIP
     """
-    import lightning as L
-
-    from ape_nas.task import CardiacTask
-
     quiet_libraries()
     reporter = reporter or NullReporter()
     tracker = tracker or MemoryTracker()
-    training = spec.training
-    if training.get("num_threads"):
-        torch.set_num_threads(int(training["num_threads"]))
+    if spec.training.get("num_threads"):
+        torch.set_num_threads(int(spec.training["num_threads"]))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic CUDA matmuls
-    L.seed_everything(spec.seed, workers=True, verbose=False)
 
     ws = prepare_windows(spec.data, cache_dir)
-    split = make_split(spec.protocol, ws.subjects)
+    splits = make_splits(spec.protocol, ws.subjects)
+    tracker.set_tags(split_tags(spec.protocol, splits, ws.fingerprint))
+    tracker.log_text(json.dumps([s.to_dict() for s in splits], indent=2), "splits.json")
+    multi = len(splits) > 1
+    folds: list[FoldResult] = []
+    for k, split in enumerate(splits):
+        fold_tracker = _Prefixed(tracker, f"fold{k}.") if multi else tracker
+        fold = _fit_fold(spec, ws, split, k, NullReporter() if multi else reporter, fold_tracker, accelerator)
+        folds.append(fold)
+        if multi:
+            fold_tracker.log_metrics({"score": fold.score, "best_epoch": float(fold.best_epoch), **fold.test_metrics})
+            if reporter.report(fold.score, k):
+                raise TrialPruned(k, fold.score)
+    score = float(np.mean([f.score for f in folds]))
+    val = _mean_dicts([f.val_metrics for f in folds])
+    test = _mean_dicts([f.test_metrics for f in folds])
+    summary = {**{f"best_{m}": v for m, v in val.items()}, **test, "score": score}
+    if multi:
+        summary["score_std"] = float(np.std([f.score for f in folds]))
+    else:
+        summary["best_epoch"] = float(folds[0].best_epoch)
+    tracker.log_metrics(summary)
+    for f in folds:
+        tracker.log_artifact(f.checkpoint, f"checkpoints/fold{f.fold}" if multi else None)
+    return TrialResult(
+        score=score,
+        best_epoch=folds[0].best_epoch,
+        epochs=sum(f.epochs for f in folds),
+        val_metrics=val,
+        test_metrics=test,
+        history=folds[0].history,
+        checkpoint=folds[0].checkpoint,
+        split=folds[0].split,
+        data_fingerprint=ws.fingerprint,
+        folds=folds,
+    )
+
+
+def split_tags(protocol: dict[str, Any], splits: list[Split], fingerprint: str) -> dict[str, str]:
+    """MLflow tags describing a trial's partitions: every partition's subject list."""
+    tags = {
+        "data_fingerprint": fingerprint,
+        "split.protocol": protocol["kind"],
+        "split.folds": str(len(splits)),
+        "split.test": ",".join(splits[0].test),
+    }
+    if len(splits) == 1:
+        tags["split"] = splits[0].describe()
+        tags.update({f"split.{p}": ",".join(getattr(splits[0], p)) for p in ("train", "val")})
+    else:
+        for k, s in enumerate(splits):
+            tags[f"split.fold{k}.train"] = ",".join(s.train)
+            tags[f"split.fold{k}.val"] = ",".join(s.val)
+    return tags
+
+
+def _mean_dicts(items: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([d[k] for d in items])) for k in items[0]} if items else {}
+
+
+def _fit_fold(
+    spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter: Reporter, tracker: Any, accelerator: str
+) -> FoldResult:
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from ape_nas.task import CardiacTask
+
+    L.seed_everything(spec.seed, workers=True, verbose=False)
     idx = {part: ws.indices(getattr(split, part)) for part in ("train", "val", "test")}
     for part, ids in idx.items():
         if len(ids) == 0:
             raise ValueError(f"no labelled windows for the {part} subjects {getattr(split, part)}")
-    tracker.set_tags(
-        {
-            "data_fingerprint": ws.fingerprint,
-            "split": split.describe(),
-            **{f"split.{p}": ",".join(getattr(split, p)) for p in ("train", "val", "test")},
-        }
-    )
     tracker.log_metrics({f"windows_{p}": float(len(i)) for p, i in idx.items()})
-
     k = len(ws.class_names)
     task = CardiacTask(
         spec.to_dict(), in_channels=ws.X.shape[1], num_classes=k, class_weights=_class_weights(ws.y[idx["train"]], k)
     )
+    training = spec.training
     key, direction = _metric_key(spec), training["direction"]
     monitor = _Monitor(key, direction, reporter, tracker)
-
-    from lightning.pytorch.callbacks import EarlyStopping
-
+    stopper = EarlyStopping(
+        monitor=key,
+        mode="max" if direction == "maximize" else "min",
+        patience=int(training["patience"]),
+        check_finite=False,
+    )
     trainer = L.Trainer(
         max_epochs=int(training["max_epochs"]),
         accelerator=accelerator,
@@ -154,15 +244,7 @@ def run_trial(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[
-            monitor,
-            EarlyStopping(
-                monitor=key,
-                mode="max" if direction == "maximize" else "min",
-                patience=int(training["patience"]),
-                check_finite=False,
-            ),
-        ],
+        callbacks=[monitor, stopper],
     )
     bs = int(spec.optim["batch_size"])
     trainer.fit(task, _loader(ws, idx["train"], bs, True, spec.seed), _loader(ws, idx["val"], bs, False, spec.seed))
@@ -170,22 +252,14 @@ def run_trial(
         raise TrialPruned(monitor.epoch, monitor.last_value)
     if monitor.best_state is None:
         raise RuntimeError(f"no finite {key} in any epoch (diverged?)")
-
     task.load_state_dict(monitor.best_state)
     net = task.net.cpu()
     test = evaluate(net, ws, idx["test"], "test_")
-    val = {k2: v for k2, v in monitor.best_metrics.items() if k2.startswith("val_")}
-    tracker.log_metrics(
-        {
-            **{f"best_{k2}": v for k2, v in val.items()},
-            **test,
-            "best_epoch": float(monitor.best_epoch),
-            "score": float(monitor.best_value),
-        }
-    )
-    ckpt = save_checkpoint(spec, net, ws, val, test, monitor.best_epoch)
-    tracker.log_artifact(ckpt)
-    return TrialResult(
+    val = {m: v for m, v in monitor.best_metrics.items() if m.startswith("val_")}
+    ckpt = save_checkpoint(spec, net, ws, val, test, monitor.best_epoch, split)
+    return FoldResult(
+        fold=fold,
+        split=split,
         score=float(monitor.best_value),
         best_epoch=monitor.best_epoch,
         epochs=monitor.epoch + 1,
@@ -193,13 +267,17 @@ def run_trial(
         test_metrics=test,
         history=monitor.history,
         checkpoint=ckpt,
-        split=split,
-        data_fingerprint=ws.fingerprint,
     )
 
 
 def save_checkpoint(
-    spec: TrialSpec, net: torch.nn.Module, ws: WindowSet, val: dict[str, float], test: dict[str, float], best_epoch: int
+    spec: TrialSpec,
+    net: torch.nn.Module,
+    ws: WindowSet,
+    val: dict[str, float],
+    test: dict[str, float],
+    best_epoch: int,
+    split: Split,
 ) -> Path:
     """A plain checkpoint (tensors, strings, numbers only: loads with ``torch.load(weights_only=True)``)."""
     folder = Path(tempfile.mkdtemp(prefix="ape-nas-ckpt-"))
@@ -219,6 +297,7 @@ def save_checkpoint(
             "val_metrics": val,
             "test_metrics": test,
             "best_epoch": best_epoch,
+            "split": split.to_dict(),
         },
         path,
     )

@@ -7,6 +7,7 @@ run, no work directory); ``run_sweep`` then creates them and drives the backend.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,8 @@ def run_sweep(
         with tracker.trial(handle.number, spec, {"ape_nas.study": exp.name}) as run:
             handle.set_attr("mlflow_run_id", run.run_id)
             result = run_trial(spec, handle, run, cache_dir=cache_dir)
+            for fold in result.folds:  # logged to MLflow: the temporary copies can go
+                shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
             handle.set_attr("test_metrics", result.test_metrics)
             handle.set_attr("best_epoch", result.best_epoch)
             return result.score

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ape_nas.config.experiment import PRUNERS, SAMPLERS, SECTIONS, TOP
+from ape_nas.config.experiment import PRUNERS, QUALITY, SAMPLERS, SECTIONS, TOP
 from ape_nas.space import _PARAM_KEYS, _SPACE_KEYS, OPTIM_FIELDS
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "EXPERIMENTS.md").read_text()
@@ -21,6 +21,6 @@ def test_every_schema_key_is_documented(key: str):
     assert f"`{key}`" in DOC
 
 
-@pytest.mark.parametrize("name", [*SAMPLERS, *PRUNERS])
+@pytest.mark.parametrize("name", [*SAMPLERS, *PRUNERS, "holdout", "kfold", "loso"])
 def test_every_sampler_and_pruner_is_documented(name: str):
     assert f"`{name}`" in DOC

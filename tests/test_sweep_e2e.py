@@ -200,3 +200,31 @@ def test_models_and_spaces_commands_list_the_registry_and_files(capsys: pytest.C
     assert set(spaces) == {p.stem for p in (ROOT / "search_spaces").glob("*.yaml")}
     assert set(spaces["mixed"]["families"]) == set(list_models())
     assert spaces["mixed"]["parameters"]["optim.lr"].startswith("float [")
+
+
+def test_kfold_protocol_averages_folds_and_records_every_partition(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]):
+    args = ["--set", "protocol.kind=kfold", "--set", "protocol.folds=3", "--set", "protocol.val_subjects=null",
+            "--set", "backend.pruner=wilcoxon", "--set", "backend.pruner_options={}", "--set", "training.max_epochs=2"]
+    assert main(["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", "--no-progress", *SMALL,
+                 *args]) == 0
+    status = _status(tmp_path, capsys, *args)
+    client, _, trials = _runs(status)
+    assert len(trials) == 2
+    for run in trials:
+        tags, metrics = run.data.tags, run.data.metrics
+        assert tags["split.protocol"] == "kfold" and tags["split.folds"] == "3"
+        test = set(tags["split.test"].split(","))
+        vals = [set(tags[f"split.fold{k}.val"].split(",")) for k in range(3)]
+        trains = [set(tags[f"split.fold{k}.train"].split(",")) for k in range(3)]
+        assert len(test) == 2
+        assert set().union(*vals) == trains[0] | vals[0]  # every non-test subject validates exactly once
+        assert sum(len(v) for v in vals) == 6
+        for v, t in zip(vals, trains, strict=True):
+            assert not (v & t or v & test or t & test)
+        if tags["ape_nas.state"] == "complete":
+            folds = [metrics[f"fold{k}.score"] for k in range(3)]
+            assert metrics["score"] == pytest.approx(sum(folds) / 3)
+            assert len(client.get_metric_history(run.info.run_id, "fold2.val_f1_macro")) >= 1
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+            assert artifacts == {f"checkpoints/fold{k}" for k in range(3)}

@@ -36,6 +36,7 @@ PRUNERS: dict[str, str] = {
     "hyperband": "HyperbandPruner",
     "successive_halving": "SuccessiveHalvingPruner",
     "threshold": "ThresholdPruner",
+    "wilcoxon": "WilcoxonPruner",
     "none": "NopPruner",
 }
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}

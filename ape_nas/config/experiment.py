@@ -25,9 +25,9 @@ METRICS: dict[str, str] = {
     "loss": "minimize",
 }
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc", "gp")
-PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "none")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon", "none")
 BACKENDS = ("optuna",)
-PROTOCOLS = ("holdout",)
+PROTOCOLS = ("holdout", "kfold", "loso")
 
 
 def _subjects_check(value: Any) -> str | None:
@@ -38,11 +38,29 @@ def _subjects_check(value: Any) -> str | None:
     return f"expected a count >= 1 or a non-empty list of subject ids, got {describe(value)}"
 
 
-def _bandpass_check(value: Any) -> str | None:
+def _band_problem(value: Any) -> str | None:
     ok = isinstance(value, list) and len(value) == 2 and all(is_kind(v, float) for v in value)
     if not ok or not 0 < value[0] < value[1]:
         return f"expected [low_hz, high_hz] with 0 < low < high, got {describe(value)}"
     return None
+
+
+def _bandpass_check(value: Any) -> str | None:
+    if isinstance(value, dict):  # per channel: {ecg: [0.5, 40], bvp: [0.5, 8]}
+        for ch, band in value.items():
+            problem = _band_problem(band)
+            if problem:
+                return f"channel {ch}: {problem}"
+        return None
+    return _band_problem(value)
+
+
+QUALITY: dict[str, Field] = {
+    "max_nan_frac": Field(float, 0.0, low=0.0, high=1.0, doc="share of NaN samples allowed in a window"),
+    "flat_s": Field(float, 2.0, low=0.1, doc="identical values this long = flat line (sensor off)"),
+    "clip_frac": Field(float, 0.05, low=0.0, high=1.0, doc="share of samples at the rails = clipping"),
+    "max_gap_frac": Field(float, 0.25, low=0.0, high=1.0, doc="beat-interval channels: share inside gaps"),
+}
 
 
 SECTIONS: dict[str, dict[str, Field]] = {
@@ -51,7 +69,8 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "params": Field(dict, dict, doc="loader parameters of the benchmark"),
         "channels": Field(list, doc="channels fed to the model, in order"),
         "rate_hz": Field(float, None, nullable=True, low=1.0, doc="resample every channel to this rate"),
-        "bandpass_hz": Field(list, None, nullable=True, check=_bandpass_check, doc="[low, high] Hz band-pass"),
+        "bandpass_hz": Field(object, None, nullable=True, check=_bandpass_check, doc="[low, high] Hz, or per channel"),
+        "quality": Field(dict, dict, doc="signal-quality rejection thresholds"),
         "normalize": Field(str, "subject", choices=("subject", "window", "none"), doc="z-score statistics"),
         "window_s": Field(float, low=0.5, doc="window length in seconds"),
         "stride_s": Field(float, low=0.1, doc="step between window starts in seconds"),
@@ -60,7 +79,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
     "protocol": {
         "kind": Field(str, "holdout", choices=PROTOCOLS, doc="how subjects are split"),
         "test_subjects": Field(object, check=_subjects_check, doc="held-out test subjects: count or ids"),
-        "val_subjects": Field(object, check=_subjects_check, doc="validation subjects: count or ids"),
+        "val_subjects": Field(object, None, nullable=True, check=_subjects_check, doc="holdout: validation subjects"),
+        "folds": Field(int, None, nullable=True, low=2, doc="kfold: number of validation groups"),
+        "max_folds": Field(int, None, nullable=True, low=1, doc="run only the first n folds"),
         "seed": Field(int, None, nullable=True, doc="seed of the subject draw (default: experiment seed)"),
     },
     "objective": {
@@ -191,6 +212,7 @@ def parse_experiment(doc: Document) -> ExperimentConfig:
     if data["stride_s"] > data["window_s"] * 4:
         raise doc.error(("data", "stride_s"), "expected a stride no longer than 4 window lengths")
     _check_benchmark_params(doc, data)
+    data["quality"] = check_mapping(doc, ("data", "quality"), data["quality"], QUALITY)
     natural = METRICS[objective["metric"]]
     if objective["direction"] is None:
         objective["direction"] = natural
@@ -201,6 +223,12 @@ def parse_experiment(doc: Document) -> ExperimentConfig:
         )
     if protocol["seed"] is None:
         protocol["seed"] = top["seed"]
+    needs = {"holdout": "val_subjects", "kfold": "folds"}.get(protocol["kind"])
+    for key in ("val_subjects", "folds"):
+        if key == needs and protocol[key] is None:
+            raise doc.error(("protocol", key), f"missing: protocol kind {protocol['kind']} needs {key}")
+        if key != needs and protocol[key] is not None:
+            raise doc.error(("protocol", key), f"not used by protocol kind {protocol['kind']}; remove it")
     backend = sections["backend"]
     if backend["sampler"] not in SAMPLERS:
         raise doc.error(("backend", "sampler"), str(UnknownNameError("sampler", backend["sampler"], list(SAMPLERS))))

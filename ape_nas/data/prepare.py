@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from ape_nas.data.benchmarks import BENCHMARKS, load_benchmark
+from ape_nas.data.fingerprint import HashMemo, content_fingerprint, source_roots
 from ape_nas.data.windows import window_subject
+from ape_nas.errors import UserError
 
-PREP_VERSION = 1  # bump when preprocessing changes meaning, so old cache entries are not reused
+PREP_VERSION = 2  # bump when preprocessing changes meaning, so old cache entries are not reused
 
 
 @dataclass
@@ -45,40 +48,56 @@ class WindowSet:
         return np.flatnonzero(np.isin(self.groups, wanted))
 
 
-def fingerprint(data_cfg: dict[str, Any]) -> str:
-    """Key of the windows: benchmark source version + loader params + preprocessing config."""
+def fingerprint(data_cfg: dict[str, Any], memo: HashMemo | None = None) -> str:
+    """Key of the windows: raw files' content + reader version + loader params + preprocessing config."""
     module = importlib.import_module(BENCHMARKS[data_cfg["benchmark"]].split(":")[0])
-    payload = {"prep": PREP_VERSION, "source": getattr(module, "VERSION", 0), **data_cfg}
+    roots = source_roots(data_cfg.get("params", {}))
+    content = content_fingerprint(roots, memo or HashMemo(None)) if roots else ""
+    payload = {"prep": PREP_VERSION, "source": getattr(module, "VERSION", 0), "content": content, **data_cfg}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def _build(data_cfg: dict[str, Any], key: str) -> WindowSet:
+def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSet:
     bench = load_benchmark(data_cfg["benchmark"], data_cfg["params"])
-    xs, ys, gs, ss, per_subject = [], [], [], [], {}
+    xs, ys, gs, ss, subjects, per_subject = [], [], [], [], [], {}
+    skipped = dict(bench.skipped)
     rate = 0.0
-    for i, rec in enumerate(bench.subjects):
+    for rec in bench.subjects:
         sw, rate = window_subject(rec, data_cfg)
+        if progress is not None:
+            progress(rec.subject)
+        if len(sw.labels) == 0:
+            skipped[rec.subject] = f"no usable labelled windows (dropped: {sw.dropped})"
+            warnings.warn(f"subject {rec.subject} skipped: {skipped[rec.subject]}", stacklevel=2)
+            continue
         xs.append(sw.windows)
         ys.append(sw.labels)
-        gs.append(np.full(len(sw.labels), i, dtype=np.int32))
+        gs.append(np.full(len(sw.labels), len(subjects), dtype=np.int32))
         ss.append(sw.starts_s)
+        subjects.append(rec.subject)
         per_subject[rec.subject] = {
             "windows": len(sw.labels),
             "dropped": sw.dropped,
             "counts": np.bincount(sw.labels, minlength=len(bench.class_names)).tolist(),
         }
+    if not subjects:
+        raise UserError(f"benchmark {data_cfg['benchmark']}: no subject has usable labelled windows ({skipped})")
+    totals: dict[str, int] = {}
+    for info in per_subject.values():
+        for reason, count in info["dropped"].items():
+            totals[reason] = totals.get(reason, 0) + count
     return WindowSet(
         X=np.concatenate(xs),
         y=np.concatenate(ys),
         groups=np.concatenate(gs),
         starts_s=np.concatenate(ss),
-        subjects=bench.subject_ids(),
+        subjects=subjects,
         class_names=list(bench.class_names),
         channels=list(data_cfg["channels"]),
         rate_hz=rate,
         fingerprint=key,
-        stats={"per_subject": per_subject},
+        stats={"per_subject": per_subject, "skipped": skipped, "dropped_total": totals},
     )
 
 
@@ -117,17 +136,27 @@ def _read(folder: Path) -> WindowSet:
 _MEMO: dict[str, WindowSet] = {}
 
 
-def prepare_windows(data_cfg: dict[str, Any], cache_dir: Path | None = None) -> WindowSet:
-    """Windows for an experiment's ``data`` section: from memory, then the disk cache, else built (and cached)."""
-    key = fingerprint(data_cfg)
+def prepare_windows(data_cfg: dict[str, Any], cache_dir: Path | None = None, progress: Any = None) -> WindowSet:
+    """Windows for an experiment's ``data`` section: from memory, then the disk cache, else built (and cached).
+
+    ``progress``, if given, is called with each subject id as it is windowed (cold builds only).
+    """
+    memo = HashMemo(Path(cache_dir) / ".hashes.json" if cache_dir is not None else None)
+    key = fingerprint(data_cfg, memo)
     if key in _MEMO:
         return _MEMO[key]
     if cache_dir is None:
-        ws = _build(data_cfg, key)
+        ws = _build(data_cfg, key, progress)
     else:
         folder = Path(cache_dir) / key
         if not (folder / "meta.json").is_file():
-            _write(_build(data_cfg, key), folder)
+            _write(_build(data_cfg, key, progress), folder)
+        memo.save()
         ws = _read(folder)
     _MEMO[key] = ws
     return ws
+
+
+def clear_memo() -> None:
+    """Forget windows held in memory (the disk cache stays): for benchmarks and tests of the cache."""
+    _MEMO.clear()

@@ -1,4 +1,13 @@
-"""Subject-grouped splits. Subjects are the unit of independence: partitions never share a subject."""
+"""Subject-grouped splits. Subjects are the unit of independence: partitions never share a subject.
+
+Protocols (``protocol.kind``):
+- ``holdout``: held-out test subjects, then validation subjects from the rest, the others train (one fold).
+- ``kfold``: held-out test subjects; the remaining subjects are dealt into ``folds`` groups; fold ``k``
+  validates on group ``k`` and trains on the others (grouped k-fold).
+- ``loso``: held-out test subjects; leave-one-subject-out over the remaining subjects (each fold validates on one).
+
+Test subjects are the same in every fold and never used for training or for the search's score.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ape_nas.errors import UserError
+
+PROTOCOLS = ("holdout", "kfold", "loso")
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,42 @@ def holdout_split(subjects: Sequence[str], test: Any, val: Any, seed: int) -> Sp
     return Split(train=tuple(train_ids), val=tuple(val_ids), test=tuple(test_ids))
 
 
+def grouped_kfold(subjects: Sequence[str], test: Any, folds: int, seed: int) -> list[Split]:
+    """Held-out test subjects; the rest shuffled with ``seed`` and dealt into ``folds`` validation groups."""
+    rng = np.random.default_rng(seed)
+    pool = sorted(subjects)
+    test_ids = _resolve(test, pool, rng, "test_subjects")
+    rest = [s for s in pool if s not in test_ids]
+    if folds > len(rest) or len(rest) < 2:
+        raise UserError(
+            f"protocol.folds: {folds} folds need at least {max(folds, 2)} non-test subjects, {len(rest)} remain"
+        )
+    order = [rest[i] for i in rng.permutation(len(rest))]
+    groups = [sorted(order[k::folds]) for k in range(folds)]
+    return [
+        Split(train=tuple(sorted(s for s in rest if s not in g)), val=tuple(g), test=tuple(test_ids)) for g in groups
+    ]
+
+
+def make_splits(protocol: dict[str, Any], subjects: Sequence[str]) -> list[Split]:
+    """All folds of a protocol (one for holdout), truncated to ``max_folds`` if set."""
+    kind, seed = protocol["kind"], protocol["seed"]
+    if kind == "holdout":
+        splits = [holdout_split(subjects, protocol["test_subjects"], protocol["val_subjects"], seed)]
+    elif kind == "kfold":
+        splits = grouped_kfold(subjects, protocol["test_subjects"], protocol["folds"], seed)
+    elif kind == "loso":
+        n_rest = len(subjects) - (
+            protocol["test_subjects"] if isinstance(protocol["test_subjects"], int) else len(protocol["test_subjects"])
+        )
+        splits = grouped_kfold(subjects, protocol["test_subjects"], max(n_rest, 0), seed)
+    else:
+        raise UserError(f"protocol.kind: unknown protocol {kind!r}; expected one of: {', '.join(PROTOCOLS)}")
+    if protocol.get("max_folds"):
+        splits = splits[: protocol["max_folds"]]
+    return splits
+
+
 def make_split(protocol: dict[str, Any], subjects: Sequence[str]) -> Split:
-    if protocol["kind"] == "holdout":
-        return holdout_split(subjects, protocol["test_subjects"], protocol["val_subjects"], protocol["seed"])
-    raise UserError(f"protocol.kind: unknown protocol {protocol['kind']!r}; expected one of: holdout")
+    """The first (for holdout: the only) fold."""
+    return make_splits(protocol, subjects)[0]

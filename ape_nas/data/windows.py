@@ -1,106 +1,179 @@
 """Preprocessing of one subject's recording into labelled windows (no torch).
 
-Steps, in order: pick channels → band-pass (optional) → resample to a common rate → per-subject z-score
-(statistics from that subject only) → fixed-length windows → window labels by majority with a purity threshold
-(windows below it, e.g. transitions or unlabelled stretches, are dropped).
+Steps, in order: pick channels → band-pass (optional, per channel) → resample to a common rate (beat-interval
+events become an evenly sampled interval series with NaN in gaps) → align channels on their common time span →
+cut fixed-length windows → window labels by majority with a purity threshold (transitions and unlabelled
+stretches fall out) → signal-quality rejection (NaN runs, flat lines, clipping, beat gaps) → per-subject z-score
+(statistics from that subject's own kept data only) → gaps set to 0 after normalisation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from scipy import signal
 
+from ape_nas.data.quality import QualityConfig, reject
 from ape_nas.data.types import UNLABELLED, SubjectRecording
 from ape_nas.errors import UserError
+
+MAX_BEAT_GAP_S = 3.0  # a beat interval longer than this is a detection gap, not a heartbeat
 
 
 @dataclass
 class SubjectWindows:
     windows: np.ndarray  # (n, channels, time) float32
     labels: np.ndarray  # (n,) int64
-    starts_s: np.ndarray  # (n,) window start times in seconds
-    dropped: int  # windows dropped for label purity
+    starts_s: np.ndarray  # (n,) window start, seconds after the recording's t0
+    dropped: dict[str, int] = field(default_factory=dict)  # windows dropped, by reason
 
 
 def _resample(x: np.ndarray, rate: float, target: float) -> np.ndarray:
     if abs(rate - target) < 1e-9:
         return x
     ratio = Fraction(target / rate).limit_denominator(1000)
+    if np.isnan(x).any():  # resample_poly would smear NaNs: resample the mask separately
+        mask = np.isnan(x)
+        y = signal.resample_poly(np.where(mask, 0.0, x), ratio.numerator, ratio.denominator)
+        m = signal.resample_poly(mask.astype(float), ratio.numerator, ratio.denominator) > 0.01
+        y[m] = np.nan
+        return y
     return signal.resample_poly(x, ratio.numerator, ratio.denominator)
 
 
-def common_rate(rec: SubjectRecording, channels: list[str], rate_hz: float | None) -> float:
-    missing = [c for c in channels if c not in rec.signals]
+def events_to_series(events: np.ndarray, rate: float, end_s: float) -> np.ndarray:
+    """Beat events (time, interval) → interval value held from one beat to the next, sampled at ``rate`` from 0 s.
+
+    Samples before the first beat, after the last, and inside gaps (an interval longer than MAX_BEAT_GAP_S or
+    beats missing between two events) are NaN: gaps are marked, never invented.
+    """
+    n = max(0, int(end_s * rate))
+    out = np.full(n, np.nan)
+    if len(events) < 2 or n == 0:
+        return out
+    times, ivals = events[:, 0], events[:, 1]
+    t = np.arange(n) / rate
+    k = np.searchsorted(times, t, side="right")  # index of the next beat after each sample
+    inside = (k > 0) & (k < len(times))
+    nxt = np.clip(k, 0, len(times) - 1)
+    # the interval ending at the next beat describes the time since the previous beat
+    span = times[nxt] - times[np.clip(k - 1, 0, len(times) - 1)]
+    ok = inside & (span <= MAX_BEAT_GAP_S) & np.isclose(span, ivals[nxt], atol=0.05)
+    out[ok] = ivals[nxt][ok]
+    return out
+
+
+def channel_rate(rec: SubjectRecording, channels: list[str], rate_hz: float | None) -> float:
+    missing = [c for c in channels if c not in rec.signals and c not in rec.events]
     if missing:
         raise UserError(
             f"data.channels: subject {rec.subject} has no channel(s) {', '.join(missing)}; "
-            f"available: {', '.join(rec.signals)}"
+            f"available: {', '.join(rec.channel_names())}"
         )
     if rate_hz is not None:
         return float(rate_hz)
-    rates = {rec.rates[c] for c in channels}
-    if len(rates) > 1:
+    rates = {rec.rates[c] for c in channels if c in rec.signals}
+    if len(rates) != 1:
+        what = f"different rates {sorted(rates)}" if rates else "no fixed rate (beat intervals only)"
         raise UserError(
-            f"data.rate_hz: channels {', '.join(channels)} have different rates {sorted(rates)}; "
-            "set data.rate_hz to resample them to one rate"
+            f"data.rate_hz: channels {', '.join(channels)} have {what}; set data.rate_hz to resample them to one rate"
         )
     return float(rates.pop())
+
+
+def _band(cfg: dict[str, Any], ch: str) -> list[float] | None:
+    band = cfg.get("bandpass_hz")
+    if isinstance(band, dict):
+        return band.get(ch)
+    return band
 
 
 def window_subject(rec: SubjectRecording, cfg: dict[str, Any]) -> tuple[SubjectWindows, float]:
     """Turn one recording into windows according to the experiment's ``data`` section."""
     channels: list[str] = cfg["channels"]
-    fs = common_rate(rec, channels, cfg.get("rate_hz"))
-    rows = []
+    fs = channel_rate(rec, channels, cfg.get("rate_hz"))
+    rows, kinds, begins = [], [], []
+    end_s = rec.duration_s()
     for ch in channels:
+        if ch in rec.events:
+            rows.append(events_to_series(np.asarray(rec.events[ch], dtype=float), fs, end_s))
+            kinds.append("events")
+            begins.append(0.0)
+            continue
         x = np.asarray(rec.signals[ch], dtype=np.float64)
-        if cfg.get("bandpass_hz"):
-            low, high = cfg["bandpass_hz"]
-            nyq = rec.rates[ch] / 2
-            sos = signal.butter(2, [low / nyq, min(high / nyq, 0.99)], btype="bandpass", output="sos")
-            x = signal.sosfiltfilt(sos, x)
-        rows.append(_resample(x, rec.rates[ch], fs))
-    n = min(len(r) for r in rows)
-    data = np.stack([r[:n] for r in rows])  # (channels, time)
-    if cfg.get("normalize") == "subject":
-        data = (data - data.mean(axis=1, keepdims=True)) / (data.std(axis=1, keepdims=True) + 1e-8)
+        rate = rec.rates[ch]
+        band = _band(cfg, ch)
+        if band:
+            nyq = rate / 2
+            if band[0] >= nyq:
+                raise UserError(f"data.bandpass_hz: {band} is above the Nyquist frequency of {ch} ({nyq} Hz)")
+            sos = signal.butter(2, [band[0] / nyq, min(band[1] / nyq, 0.99)], btype="bandpass", output="sos")
+            nan = np.isnan(x)
+            x = signal.sosfiltfilt(sos, np.where(nan, np.nanmean(x) if (~nan).any() else 0.0, x))
+            x[nan] = np.nan
+        rows.append(_resample(x, rate, fs))
+        kinds.append("signal")
+        begins.append(rec.offsets.get(ch, 0.0))
+    # align on the common span: channel c's sample j is at begins[c] + j / fs
+    start = max(begins)
+    shifts = [round((start - b) * fs) for b in begins]
+    n = min(len(r) - s for r, s in zip(rows, shifts, strict=True))
+    if n <= 0:
+        raise UserError(f"subject {rec.subject}: channels {', '.join(channels)} do not overlap in time")
+    data = np.stack([r[s : s + n] for r, s in zip(rows, shifts, strict=True)])  # (channels, time)
 
     win = round(cfg["window_s"] * fs)
     stride = max(1, round(cfg["stride_s"] * fs))
     starts = np.arange(0, n - win + 1, stride)
     lab = np.asarray(rec.labels)
-    # label index range of each window, at the label rate
-    l0 = np.floor(starts / fs * rec.label_rate).astype(int)
-    l1 = np.minimum(np.floor((starts + win) / fs * rec.label_rate).astype(int), len(lab))
+    # label index range of each window: window time (s after t0) → label samples
+    t_start = start + starts / fs
+    l0 = np.floor((t_start - rec.label_offset) * rec.label_rate).astype(int)
+    l1 = np.floor((t_start + cfg["window_s"] - rec.label_offset) * rec.label_rate).astype(int)
     keep, labels = [], []
     for i, (a, b) in enumerate(zip(l0, l1, strict=True)):
+        a, b = max(a, 0), min(b, len(lab))
+        if b <= a:
+            continue
         seg = lab[a:b]
-        seg = seg[seg != UNLABELLED] if len(seg) else seg
+        seg = seg[seg != UNLABELLED]
         if len(seg) == 0:
             continue
         values, counts = np.unique(seg, return_counts=True)
         best = counts.argmax()
-        if counts[best] / max(1, b - a) >= cfg["label_purity"]:
+        if counts[best] / (l1[i] - l0[i]) >= cfg["label_purity"]:
             keep.append(i)
             labels.append(int(values[best]))
+    dropped = {"label": len(starts) - len(keep)}
     idx = np.asarray(keep, dtype=int)
-    # (n_windows, channels, time) via a strided view, copied once
-    view = np.lib.stride_tricks.sliding_window_view(data, win, axis=1)[:, starts[idx]] if len(idx) else None
-    windows = (
-        np.ascontiguousarray(view.transpose(1, 0, 2), dtype=np.float32)
-        if view is not None
-        else np.zeros((0, len(channels), win), np.float32)
-    )
-    if cfg.get("normalize") == "window" and len(windows):
-        windows = (windows - windows.mean(axis=2, keepdims=True)) / (windows.std(axis=2, keepdims=True) + 1e-6)
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    if len(idx):
+        view = np.lib.stride_tricks.sliding_window_view(data, win, axis=1)[:, starts[idx]]
+        windows = np.ascontiguousarray(view.transpose(1, 0, 2))  # (n, channels, time)
+    else:
+        windows = np.zeros((0, len(channels), win))
+    extremes = [(float(np.nanmin(r)), float(np.nanmax(r))) if np.isfinite(r).any() else (0.0, 0.0) for r in data]
+    ok, counts = reject(windows, fs, kinds, extremes, QualityConfig.from_dict(cfg.get("quality")))
+    dropped.update(counts)
+    windows, labels_arr, idx = windows[ok], labels_arr[ok], idx[ok]
+    windows = _normalise(windows, cfg.get("normalize", "subject"))
     out = SubjectWindows(
-        windows=windows,
-        labels=np.asarray(labels, dtype=np.int64),
-        starts_s=starts[idx] / fs,
-        dropped=len(starts) - len(idx),
+        windows=np.nan_to_num(windows, nan=0.0).astype(np.float32),
+        labels=labels_arr,
+        starts_s=(start + starts[idx] / fs).astype(np.float64),
+        dropped=dropped,
     )
     return out, fs
+
+
+def _normalise(windows: np.ndarray, how: str) -> np.ndarray:
+    if how == "none" or len(windows) == 0:
+        return windows
+    axes = (0, 2) if how == "subject" else (2,)  # subject: one mean/std per channel over all its kept windows
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(windows, axis=axes, keepdims=True)
+        std = np.nanstd(windows, axis=axes, keepdims=True)
+    return (windows - np.nan_to_num(mean)) / (np.nan_to_num(std) + 1e-6)
