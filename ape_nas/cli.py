@@ -18,7 +18,8 @@ DEFAULT_WORKDIR = "runs"
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # piped or captured output: wide enough that tables keep their headers
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _workdir_args(p: argparse.ArgumentParser) -> None:
@@ -236,6 +237,127 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
 
 
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for text in pairs:
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {text}: expected name=value, e.g. --set task=phases")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {text}: value {raw!r} is not a valid YAML scalar or list") from None
+    return out
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    import inspect as pyinspect
+    import warnings
+
+    from ape_nas.data.benchmarks import BENCHMARKS, get_loader
+    from ape_nas.data.inspect import detect_format, inspect_benchmark
+
+    params = _parse_params(args.overrides)
+    target = Path(args.target)
+    if args.benchmark:
+        name = args.benchmark
+    elif args.target in BENCHMARKS and not target.exists():
+        name = args.target
+    else:
+        name = detect_format(target)
+    loader = get_loader(name)
+    accepted = pyinspect.signature(loader).parameters
+    if not (args.target in BENCHMARKS and not target.exists()):
+        params.setdefault("path", str(target))
+    if args.trust_pickle:
+        params["trust_pickle"] = True
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise UserError(
+            f"benchmark {name!r} has no parameter(s) {', '.join(unknown)}; expected some of: {', '.join(accepted)}"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench = loader(**params)
+    report = inspect_benchmark(bench)
+    report["warnings"] = [str(w.message) for w in caught]
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    _print_inspect(report)
+    return 0
+
+
+def _print_inspect(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    classes = report["class_names"]
+    balance = ", ".join(f"{c} {report['label_balance'][c]:.1%}" for c in classes)
+    console.print(f"[bold]{report['benchmark']}[/bold]: {report['n_subjects']} subjects · classes {balance}")
+    table = Table(show_lines=False)
+    for col in ("subject", "minutes", "channels (Hz)", *(f"{c} min" for c in classes), "unlabelled min", "problems"):
+        table.add_column(col, justify="right" if "min" in col else "left", overflow="fold")
+    for s in report["subjects"]:
+        chans = ", ".join(
+            f"{ch} {info['rate_hz']:g}" if info["rate_hz"] else f"{ch} ({info.get('beats', 0)} beats)"
+            for ch, info in s["channels"].items()
+        )
+        table.add_row(
+            s["subject"],
+            f"{s['duration_s'] / 60:.1f}",
+            chans,
+            *(f"{s['label_seconds'][c] / 60:.1f}" for c in classes),
+            f"{s['unlabelled_s'] / 60:.1f}",
+            "; ".join(s["problems"]) or "—",
+        )
+    console.print(table)
+    for subject, why in report["skipped"].items():
+        console.print(f"[yellow]skipped {subject}: {why}[/yellow]")
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ape_nas.config.experiment import load_experiment
+    from ape_nas.data.prepare import prepare_windows
+
+    exp = load_experiment(args.experiment, args.overrides)
+    console = _console()
+    started = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"windows of {exp.data['benchmark']}", total=None)
+        ws = prepare_windows(
+            exp.data,
+            Path(args.workdir) / "cache",
+            progress=lambda s: bar.update(task, advance=1, description=f"windows of {exp.data['benchmark']}: {s}"),
+        )
+    elapsed = time.perf_counter() - started
+    table = Table(
+        title=f"{exp.name}: {len(ws.y)} windows of {ws.X.shape[2]} samples at {ws.rate_hz:g} Hz, "
+        f"channels {', '.join(ws.channels)}"
+    )
+    reasons = list(ws.stats["dropped_total"])
+    for col in ("subject", "windows", *ws.class_names, *(f"dropped {r}" for r in reasons)):
+        table.add_column(col, justify="left" if col == "subject" else "right")
+    for subject, info in ws.stats["per_subject"].items():
+        table.add_row(
+            subject, str(info["windows"]), *map(str, info["counts"]), *(str(info["dropped"].get(r, 0)) for r in reasons)
+        )
+    console.print(table)
+    for subject, why in ws.stats.get("skipped", {}).items():
+        console.print(f"[yellow]skipped {subject}: {why}[/yellow]")
+    console.print(f"cache {Path(args.workdir) / 'cache' / ws.fingerprint} ({elapsed:.2f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ape-nas",
@@ -251,12 +373,42 @@ def build_parser() -> argparse.ArgumentParser:
         "models": (cmd_models, "registered model families and their architecture arguments"),
         "spaces": (cmd_spaces, "search-space files and their parameters"),
         "ui": (cmd_ui, "MLflow UI on 127.0.0.1 for a work directory"),
+        "data": (None, "inspect data sets and build the window cache"),
     }
     parsers = {}
     for name, (fn, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=fn)
+        if fn is not None:
+            p.set_defaults(func=fn)
         parsers[name] = p
+    data = parsers["data"].add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = data.add_parser(
+        "inspect",
+        help="subjects, duration, channels and rates, label balance, quality problems",
+        description="Inspect a data folder/file (format detected) or a benchmark by name.",
+    )
+    p.set_defaults(func=cmd_data_inspect)
+    p.add_argument("target", help="data folder or file, or a benchmark name (e.g. synthetic)")
+    p.add_argument("--benchmark", default=None, help="reader to use instead of detecting it from the layout")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="reader parameter, e.g. --set task=phases (repeatable)",
+    )
+    p.add_argument("--trust-pickle", action="store_true", help="allow unpickling (WESAD): only for trusted files")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p = data.add_parser(
+        "prepare",
+        help="build the window cache of an experiment (once; later runs load it)",
+        description="Preprocess an experiment's data into cached windows.",
+    )
+    p.set_defaults(func=cmd_data_prepare)
+    p.add_argument("experiment", help="experiment YAML file")
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    _set_args(p)
     p = parsers["sweep"]
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--trials", type=int, default=None, help="trials to add (default: budget.trials)")

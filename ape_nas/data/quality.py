@@ -38,6 +38,13 @@ def _longest_equal_run(x: np.ndarray) -> np.ndarray:
     return runs.max(axis=-1) + 1
 
 
+def _longest_true_run(mask: np.ndarray) -> np.ndarray:
+    """Longest run of True along the last axis, per row of ``mask`` (n, time)."""
+    idx = np.arange(mask.shape[-1])
+    last_false = np.maximum.accumulate(np.where(~mask, idx, -1), axis=-1)
+    return np.where(mask, idx - last_false, 0).max(axis=-1)
+
+
 def reject(
     windows: np.ndarray, rate: float, kinds: list[str], extremes: list[tuple[float, float]], cfg: QualityConfig
 ) -> tuple[np.ndarray, dict[str, int]]:
@@ -69,8 +76,10 @@ def reject(
         keep &= ~bad
         lo, hi = extremes[c]
         if hi > lo:
-            at_rail = (np.isclose(x, hi) | np.isclose(x, lo)).mean(axis=1)
-            bad = at_rail > cfg.clip_frac
+            # clipping = plateaus at the subject's extreme values: a share of samples there, in runs of >= 3
+            rail = np.isclose(x, hi) | np.isclose(x, lo)
+            plateau = _longest_true_run(rail) >= 3
+            bad = plateau & (rail.mean(axis=1) > cfg.clip_frac)
             counts["clipped"] += int((bad & keep).sum())
             keep &= ~bad
     return keep, counts
