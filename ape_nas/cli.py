@@ -69,6 +69,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"best: trial {outcome.best.number}  val {exp.objective['metric']} = "
             f"{outcome.best.value:.4f}  (mlflow run {outcome.best.run_id})"
         )
+    if outcome.baseline is not None and outcome.best is not None:
+        metric = exp.objective["metric"]
+        ref = outcome.baseline.val.get(metric)
+        if ref is not None:
+            beats = (outcome.best.value > ref) == (exp.direction == "maximize")
+            console.print(
+                f"HRV baseline on the same splits: val {metric} {ref:.4f} "
+                f"(test {outcome.baseline.test[metric]:.4f}) → best deep model "
+                f"{'beats' if beats else 'does NOT beat'} it"
+            )
     console.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
     console.print(f"MLflow: {_mlflow_hint(outcome.tracking_uri, args.workdir)}  (parent run {outcome.parent_run_id})")
     if outcome.interrupted:

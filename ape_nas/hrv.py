@@ -40,7 +40,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
+from scipy import signal as sps
 
 FEATURE_NAMES: tuple[str, ...] = (
     "mean_rr",  # ms
@@ -74,8 +75,10 @@ _KINDS = {"ecg": "ecg", "ppg": "ppg", "bvp": "ppg"}
 def _bandpass(x: np.ndarray, rate: float, low: float, high: float, order: int = 2) -> np.ndarray:
     nyq = rate / 2.0
     high = min(high, 0.45 * rate)
-    sos = signal.butter(order, [low / nyq, high / nyq], btype="bandpass", output="sos")
-    return signal.sosfiltfilt(sos, x)
+    if high <= low:
+        raise ValueError(f"sampling rate {rate} Hz is too low for a {low}-{high} Hz band-pass")
+    sos = sps.butter(order, [low / nyq, high / nyq], btype="bandpass", output="sos")
+    return sps.sosfiltfilt(sos, x)
 
 
 def _fill_gaps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +143,7 @@ def _detect_ecg(x: np.ndarray, bad: np.ndarray, rate: float) -> np.ndarray:
     # adaptive threshold: 30 % of the median of 2 s block maxima over ±4 blocks (HR > 30 bpm: a beat per block)
     thr = 0.3 * _local_level(env, bad, rate, 2.0, 9, "max")
     refractory = max(1, round(0.25 * rate))
-    cand, props = signal.find_peaks(env, height=thr, distance=refractory)
+    cand, props = sps.find_peaks(env, height=thr, distance=refractory)
     if cand.size == 0:
         return np.empty(0)
     # T-wave check (Pan & Tompkins): a peak < 0.36 s after the previous one with < half its energy is a T wave
@@ -182,14 +185,14 @@ def _detect_ppg(x: np.ndarray, bad: np.ndarray, rate: float) -> np.ndarray:
     f = _bandpass(x, rate, 0.5, 8.0)
     # local pulse amplitude: median over ±3 blocks of the peak-to-trough range of 2 s blocks
     amp = _local_level(f, bad, rate, 2.0, 7, "range")
-    peaks, _ = signal.find_peaks(
+    peaks, _ = sps.find_peaks(
         f, distance=max(1, round(0.33 * rate)), prominence=0.35 * amp, wlen=max(3, round(3.0 * rate))
     )
     peaks = peaks[~_near_gap(peaks, bad, max(1, round(0.2 * rate)))]
     return _parabolic(f, peaks) / rate
 
 
-def detect_beats(signal_: np.ndarray, rate: float, kind: str) -> np.ndarray:
+def detect_beats(signal: np.ndarray, rate: float, kind: str) -> np.ndarray:
     """Beat times in seconds from the first sample, sorted.
 
     ``kind="ecg"``: R peaks. Band-pass 5-20 Hz (zero phase), squared derivative integrated over 120 ms, peaks
@@ -208,10 +211,10 @@ def detect_beats(signal_: np.ndarray, rate: float, kind: str) -> np.ndarray:
         raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate!r}")
-    x = np.asarray(signal_, dtype=np.float64).ravel()
-    x, bad = _fill_gaps(x)
-    if x.size < round(2.0 * rate) or bad.all():
+    x = np.asarray(signal, dtype=np.float64).ravel()
+    if x.size < round(2.0 * rate) or not np.isfinite(x).any():
         return np.empty(0)
+    x, bad = _fill_gaps(x)
     return _detect_ecg(x, bad, rate) if k == "ecg" else _detect_ppg(x, bad, rate)
 
 
@@ -257,9 +260,9 @@ def clean_rr(
     return t[order], r[order]
 
 
-def rr_from_signal(signal_: np.ndarray, rate: float, kind: str, offset_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def rr_from_signal(signal: np.ndarray, rate: float, kind: str, offset_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """detect_beats → intervals_from_beats → clean_rr; times shifted by ``offset_s`` (the channel's start)."""
-    t, r = intervals_from_beats(detect_beats(signal_, rate, kind))
+    t, r = intervals_from_beats(detect_beats(signal, rate, kind))
     return clean_rr(t + offset_s, r)
 
 
@@ -312,60 +315,60 @@ def _lomb_band_powers(
     t: np.ndarray,
     y: np.ndarray,
     lo: np.ndarray,
-    cnt: np.ndarray,
-    t0: np.ndarray,
+    hi: np.ndarray,
     bands: Sequence[tuple[float, float]],
     df: float,
-    chunk: int = 256,
+    freq_chunk: int = 32,
 ) -> np.ndarray:
-    """Band powers (ms²) of the detrended series ``y[lo:lo+cnt]`` at times ``t`` for each window, (n, len(bands)).
+    """Lomb–Scargle band powers of the linearly detrended series ``y[lo:hi]`` at times ``t[lo:hi]`` for every
+    window, shape (n_windows, len(bands)), in units of ``y``² × count (scaled to a PSD by the caller).
 
-    Classic Lomb–Scargle (Scargle 1982, time offset τ per frequency) on a midpoint grid of step ``df``, scaled by
-    2 × mean interval to a one-sided PSD (units² / Hz), summed × df over each band.
+    Classic Lomb–Scargle (Scargle 1982; time offset τ per frequency, so it is shift invariant) on a midpoint grid
+    of step ≈ ``df``, summed × df over each band. Every sum it needs (Σ y cos ωt, Σ t cos ωt, Σ cos 2ωt, …, and the
+    detrending sums) is a range sum over beats, taken from cumulative sums: the cost is O((beats + windows) ×
+    frequencies), independent of how much the windows overlap.
     """
     f_lo = min(b[0] for b in bands)
     f_hi = max(b[1] for b in bands)
     nf = max(1, round((f_hi - f_lo) / df))
-    freqs = f_lo + (np.arange(nf) + 0.5) * (f_hi - f_lo) / nf
     step = (f_hi - f_lo) / nf
+    freqs = f_lo + (np.arange(nf) + 0.5) * step
     in_band = np.stack([(freqs >= a) & (freqs < b) for a, b in bands], axis=1).astype(np.float64)  # (F, B)
-    w = 2.0 * np.pi * freqs
-    out = np.empty((lo.size, len(bands)))
-    for s in range(0, lo.size, chunk):
-        sl = slice(s, s + chunk)
-        n = cnt[sl]
-        width = int(n.max())
-        j = np.arange(width)
-        m = (j[None, :] < n[:, None]).astype(np.float64)
-        idx = np.minimum(lo[sl, None] + j[None, :], t.size - 1)
-        tt = (t[idx] - t0[sl, None]) * m
-        yy = y[idx] * m
-        # linear detrend per window (least squares over the valid points)
-        nn = n.astype(np.float64)
-        mt = tt.sum(1) / nn
-        my = yy.sum(1) / nn
-        dt = (tt - mt[:, None]) * m
-        sxx = (dt * dt).sum(1)
-        slope = np.where(sxx > 0, (dt * (yy - my[:, None])).sum(1) / np.where(sxx > 0, sxx, 1.0), 0.0)
-        yr = (yy - my[:, None] - slope[:, None] * dt) * m
-        arg = tt[:, :, None] * w[None, None, :]  # (W, L, F)
+
+    def csum(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.zeros((1, *v.shape[1:])), np.cumsum(v, axis=0)])
+
+    def rsum(cs: np.ndarray) -> np.ndarray:
+        return cs[hi] - cs[lo]
+
+    tt = t - t[0]
+    n = (hi - lo).astype(np.float64)
+    st, stt = rsum(csum(tt)), rsum(csum(tt * tt))
+    sy, sty = rsum(csum(y)), rsum(csum(tt * y))
+    mt, my = st / n, sy / n
+    sxx = stt - n * mt * mt
+    slope = np.where(sxx > 1e-12, (sty - n * mt * my) / np.where(sxx > 1e-12, sxx, 1.0), 0.0)
+    icpt = my - slope * mt  # residual y - icpt - slope t
+    out = np.zeros((lo.size, len(bands)))
+    for s in range(0, nf, freq_chunk):
+        w = 2.0 * np.pi * freqs[s : s + freq_chunk]
+        arg = tt[:, None] * w[None, :]  # (beats, F)
         ca, sa = np.cos(arg), np.sin(arg)
-        cm = ca * m[:, :, None]
-        scc = np.einsum("wlf,wlf->wf", cm, ca)  # Σ cos²
-        scs = np.einsum("wlf,wlf->wf", cm, sa)  # Σ cos sin
-        syc = np.einsum("wl,wlf->wf", yr, ca)
-        sys_ = np.einsum("wl,wlf->wf", yr, sa)
-        c2 = 2.0 * scc - nn[:, None]  # Σ cos 2ωt
-        s2 = 2.0 * scs  # Σ sin 2ωt
+        sc, ss_ = rsum(csum(ca)), rsum(csum(sa))
+        syc = rsum(csum(y[:, None] * ca)) - icpt[:, None] * sc - slope[:, None] * rsum(csum(tt[:, None] * ca))
+        sys_ = rsum(csum(y[:, None] * sa)) - icpt[:, None] * ss_ - slope[:, None] * rsum(csum(tt[:, None] * sa))
+        c2 = rsum(csum(ca * ca - sa * sa))  # Σ cos 2ωt
+        s2 = rsum(csum(2.0 * ca * sa))  # Σ sin 2ωt
         wt = 0.5 * np.arctan2(s2, c2)  # ωτ
         cb, sb = np.cos(wt), np.sin(wt)
         yc = cb * syc + sb * sys_
         ys = cb * sys_ - sb * syc
-        cc = cb * cb * scc + 2.0 * cb * sb * scs + sb * sb * (nn[:, None] - scc)
-        ss = nn[:, None] - cc
+        # Σ cos²(ωt - ωτ) = (N + cos 2ωτ Σ cos 2ωt + sin 2ωτ Σ sin 2ωt) / 2, and Σ sin² = N - Σ cos²
+        cc = 0.5 * (n[:, None] + np.cos(2.0 * wt) * c2 + np.sin(2.0 * wt) * s2)
+        ssq = n[:, None] - cc
         with np.errstate(divide="ignore", invalid="ignore"):
-            p = 0.5 * (np.where(cc > 1e-12, yc * yc / cc, 0.0) + np.where(ss > 1e-12, ys * ys / ss, 0.0))
-        out[sl] = p @ in_band * step
+            p = 0.5 * (np.where(cc > 1e-9, yc * yc / cc, 0.0) + np.where(ssq > 1e-9, ys * ys / ssq, 0.0))
+        out += p @ in_band[s : s + freq_chunk] * step
     return out
 
 
@@ -427,7 +430,9 @@ def window_features(
     csd_1 = np.concatenate([[0.0], np.cumsum(dv)])
     csd_2 = np.concatenate([[0.0], np.cumsum(dv * dv)])
     csd_50 = np.concatenate([[0.0], np.cumsum(consec & (np.abs(d) > 50.0))])
-    dlo, dhi = lo, np.maximum(hi - 1, lo)  # differences k with lo <= k and k + 1 <= hi - 1
+    # differences k with lo <= k and k + 1 <= hi - 1 (the diff cumsums have t.size entries)
+    dlo = np.minimum(lo, t.size - 1)
+    dhi = np.maximum(np.minimum(hi - 1, t.size - 1), dlo)
     nd = _range_sum(csd_n, dlo, dhi)
     dvalid = valid & (nd >= 2)
     ndv = np.where(dvalid, nd, 2.0)
@@ -449,7 +454,7 @@ def window_features(
     if has_hf and wi.size:
         df = min(0.005, 1.0 / (4.0 * window_s))
         bands = [LF_BAND, HF_BAND]
-        pw = _lomb_band_powers(t, rr_ms, lo[wi], n[wi], starts[wi], bands, df)
+        pw = _lomb_band_powers(t, rr_ms - ref, lo[wi], hi[wi], bands, df)
         # one-sided PSD scaling: 2 × P × mean sampling interval (the mean RR, s)
         pw *= 2.0 * (mean[wi] / 1000.0)[:, None]
         lf, hf = pw[:, 0], pw[:, 1]

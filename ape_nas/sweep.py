@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from ape_nas.backends import Backend, TrialHandle, TrialRecord, make_backend
+from ape_nas.baseline import BaselineResult, hrv_baseline
 from ape_nas.config.experiment import ExperimentConfig, load_experiment
 from ape_nas.progress import SweepProgress, best_of
 from ape_nas.space import Space, load_space
@@ -40,6 +43,7 @@ class SweepOutcome:
     storage: str
     new_trials: list[int] = field(default_factory=list)
     interrupted: bool = False
+    baseline: BaselineResult | None = None
 
 
 def prepare_sweep(
@@ -72,6 +76,32 @@ def prepare_sweep(
     )
 
 
+def data_line(windows: Any) -> str:
+    """One line on the data a sweep trains on: subjects, windows, class balance, rejections, skipped subjects."""
+    counts = [int((windows.y == k).sum()) for k in range(len(windows.class_names))]
+    balance = ", ".join(f"{c} {n}" for c, n in zip(windows.class_names, counts, strict=True))
+    dropped = ", ".join(f"{r} {n}" for r, n in windows.stats.get("dropped_total", {}).items() if n)
+    skipped = windows.stats.get("skipped", {})
+    text = (
+        f"data: {len(windows.subjects)} subjects, {len(windows.y)} windows ({balance}) of "
+        f"{windows.X.shape[2]} samples at {windows.rate_hz:g} Hz"
+    )
+    if dropped:
+        text += f"; windows dropped: {dropped}"
+    if skipped:
+        text += f"; skipped subjects: {', '.join(f'{k} ({v})' for k, v in skipped.items())}"
+    return text
+
+
+def baseline_line(baseline: BaselineResult, metric: str) -> str:
+    if metric not in baseline.val:
+        return f"HRV baseline ({baseline.n_features} features, same splits): see hrv_baseline.json"
+    return (
+        f"HRV baseline (logistic regression on {baseline.n_features} HRV features, same splits): "
+        f"val {metric} {baseline.val[metric]:.4f}, test {baseline.test[metric]:.4f}"
+    )
+
+
 def _parent_params(experiment: ExperimentConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {"space": experiment.space_path.name, "seed": experiment.seed}
     for section in ("data", "protocol", "objective", "training", "backend"):
@@ -92,7 +122,12 @@ def run_sweep(
     n_trials = n_trials if n_trials is not None else exp.budget["trials"]
     timeout_s = timeout_s if timeout_s is not None else exp.budget["timeout_s"]
     cache_dir = plan.workdir / "cache"
-    windows = prepare_windows(exp.data, cache_dir)  # data problems surface before any study or run exists
+    console = Console(stderr=True)
+    with console.status(f"preparing windows of {exp.data['benchmark']} (cached after the first run)") as status:
+        windows = prepare_windows(  # data problems surface before any study or run exists
+            exp.data, cache_dir, progress=lambda s: status.update(f"windows of {exp.data['benchmark']}: {s}")
+        )
+    console.print(data_line(windows))
 
     backend.open(create=True)
     tracker = SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
@@ -131,6 +166,11 @@ def run_sweep(
         ),
         "data_summary.json",
     )
+    baseline = hrv_baseline(windows, exp.protocol, exp.seed)
+    if baseline is not None:
+        parent.log_metrics(baseline.metrics())
+        parent.log_text(json.dumps(asdict(baseline), indent=2, default=float), "hrv_baseline.json")
+        console.print(baseline_line(baseline, exp.objective["metric"]))
 
     before = {r.number for r in backend.records()}
     base = exp.base()
@@ -172,6 +212,7 @@ def run_sweep(
         storage=backend.storage_url,
         new_trials=sorted({r.number for r in records} - before),
         interrupted=interrupted,
+        baseline=baseline,
     )
 
 

@@ -12,9 +12,18 @@ from ape_nas.data import fingerprint as fp
 from ape_nas.data import prepare
 from ape_nas.data.prepare import clear_memo, prepare_windows
 
-DATA = {"benchmark": "synthetic", "params": {"subjects": 3, "minutes_per_state": 1.0, "seed": 1},
-        "channels": ["ecg"], "rate_hz": None, "bandpass_hz": None, "normalize": "subject", "window_s": 10.0,
-        "stride_s": 5.0, "label_purity": 0.9, "quality": {}}
+DATA = {
+    "benchmark": "synthetic",
+    "params": {"subjects": 3, "minutes_per_state": 1.0, "seed": 1},
+    "channels": ["ecg"],
+    "rate_hz": None,
+    "bandpass_hz": None,
+    "normalize": "subject",
+    "window_s": 10.0,
+    "stride_s": 5.0,
+    "label_purity": 0.9,
+    "quality": {},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -61,8 +70,9 @@ def test_interrupted_write_leaves_nothing_usable(tmp_path: Path, monkeypatch: py
     assert (tmp_path / ws.fingerprint / "meta.json").is_file()
 
 
-def test_content_fingerprint_follows_file_content_and_skips_unchanged_files(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch):
+def test_content_fingerprint_follows_file_content_and_skips_unchanged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     root = tmp_path / "data"
     (root / "S1").mkdir(parents=True)
     f = root / "S1" / "BVP.csv"

@@ -12,7 +12,15 @@ from ape_nas.space import _PARAM_KEYS, _SPACE_KEYS, OPTIM_FIELDS
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "EXPERIMENTS.md").read_text()
 
 KEYS = sorted(
-    {*TOP, *(k for fields in SECTIONS.values() for k in fields), *OPTIM_FIELDS, *_PARAM_KEYS, *_SPACE_KEYS, *SECTIONS}
+    {
+        *TOP,
+        *(k for fields in SECTIONS.values() for k in fields),
+        *OPTIM_FIELDS,
+        *_PARAM_KEYS,
+        *_SPACE_KEYS,
+        *SECTIONS,
+        *QUALITY,
+    }
 )
 
 

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from ape_nas.data.splits import Split, grouped_kfold, holdout_split, make_splits
 from ape_nas.errors import UserError
 
-subject_sets = st.lists(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=4),
-                        min_size=4, max_size=40, unique=True)
+subject_sets = st.lists(
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=4), min_size=4, max_size=40, unique=True
+)
 
 
 def _disjoint(s: Split) -> None:
@@ -81,6 +82,7 @@ def test_explicit_ids_and_bad_requests():
 
 
 def test_max_folds_truncates():
-    splits = make_splits({"kind": "kfold", "test_subjects": 2, "folds": 4, "max_folds": 2, "seed": 0},
-                         [f"S{i}" for i in range(10)])
+    splits = make_splits(
+        {"kind": "kfold", "test_subjects": 2, "folds": 4, "max_folds": 2, "seed": 0}, [f"S{i}" for i in range(10)]
+    )
     assert len(splits) == 2

@@ -202,12 +202,22 @@ def test_models_and_spaces_commands_list_the_registry_and_files(capsys: pytest.C
     assert spaces["mixed"]["parameters"]["optim.lr"].startswith("float [")
 
 
-def test_kfold_protocol_averages_folds_and_records_every_partition(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]):
-    args = ["--set", "protocol.kind=kfold", "--set", "protocol.folds=3", "--set", "protocol.val_subjects=null",
-            "--set", "backend.pruner=wilcoxon", "--set", "backend.pruner_options={}", "--set", "training.max_epochs=2"]
-    assert main(["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", "--no-progress", *SMALL,
-                 *args]) == 0
+def test_kfold_protocol_averages_folds_and_records_every_partition(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    args = [
+        "--set",
+        "protocol.kind=kfold",
+        "--set",
+        "protocol.folds=3",
+        "--set",
+        "protocol.val_subjects=null",
+        "--set",
+        "backend.pruner=wilcoxon",
+        "--set",
+        "backend.pruner_options={}",
+        "--set",
+        "training.max_epochs=2",
+    ]
+    assert main(["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", "--no-progress", *SMALL, *args]) == 0
     status = _status(tmp_path, capsys, *args)
     client, _, trials = _runs(status)
     assert len(trials) == 2

@@ -35,7 +35,7 @@ def test_window_content_is_the_signal_at_its_start_time():
     x = np.arange(100, dtype=float)
     sw, _ = window_subject(_rec(x), CFG)
     for w, s in zip(sw.windows, sw.starts_s, strict=True):
-        np.testing.assert_array_equal(w[0], x[int(s * 10): int(s * 10) + 20])
+        np.testing.assert_array_equal(w[0], x[int(s * 10) : int(s * 10) + 20])
 
 
 def test_unlabelled_and_label_offset():
@@ -50,8 +50,9 @@ def test_unlabelled_and_label_offset():
 def test_channels_with_offsets_are_aligned_on_their_common_span():
     a = np.arange(0, 100, dtype=float)  # 10 Hz from t=0
     b = np.arange(0, 40, dtype=float)  # 4 Hz from t=2 s: b[k] is at 2 + k/4 s
-    rec = SubjectRecording("S1", {"a": a, "b": b}, {"a": 10.0, "b": 4.0}, np.zeros(10, dtype=int), 1.0,
-                           offsets={"b": 2.0})
+    rec = SubjectRecording(
+        "S1", {"a": a, "b": b}, {"a": 10.0, "b": 4.0}, np.zeros(10, dtype=int), 1.0, offsets={"b": 2.0}
+    )
     cfg = {**CFG, "channels": ["a", "b"], "rate_hz": 4.0}
     sw, fs = window_subject(rec, cfg)
     assert fs == 4.0 and sw.starts_s[0] == pytest.approx(2.0)
@@ -61,8 +62,9 @@ def test_channels_with_offsets_are_aligned_on_their_common_span():
 def test_missing_channel_and_mixed_rates_are_user_errors():
     with pytest.raises(UserError, match="has no channel"):
         window_subject(_rec(np.zeros(100)), {**CFG, "channels": ["ecg"]})
-    rec = SubjectRecording("S1", {"a": np.zeros(100), "b": np.zeros(40)}, {"a": 10.0, "b": 4.0},
-                           np.zeros(10, dtype=int), 1.0)
+    rec = SubjectRecording(
+        "S1", {"a": np.zeros(100), "b": np.zeros(40)}, {"a": 10.0, "b": 4.0}, np.zeros(10, dtype=int), 1.0
+    )
     with pytest.raises(UserError, match="rate_hz"):
         window_subject(rec, {**CFG, "channels": ["a", "b"]})
 

@@ -203,6 +203,22 @@ def _check_benchmark_params(doc: Document, data: dict[str, Any]) -> None:
                 raise doc.error(keypath, problem)
 
 
+def _resolve_data_paths(doc: Document, data: dict[str, Any]) -> None:
+    """Relative data paths in ``data.params`` are relative to the experiment file (not to the shell's cwd)."""
+    from ape_nas.data.benchmarks import path_params
+
+    base = Path(doc.path).parent
+    for key in path_params(data["benchmark"]):
+        value = data["params"].get(key)
+        if (
+            isinstance(value, str)
+            and value
+            and not Path(value).is_absolute()
+            and (*("data", "params", key),) not in doc.overrides
+        ):
+            data["params"][key] = str((base / value).resolve())
+
+
 def parse_experiment(doc: Document) -> ExperimentConfig:
     top = check_mapping(doc, (), doc.data, TOP)
     sections = {name: check_mapping(doc, (name,), top[name], fields) for name, fields in SECTIONS.items()}
@@ -212,6 +228,7 @@ def parse_experiment(doc: Document) -> ExperimentConfig:
     if data["stride_s"] > data["window_s"] * 4:
         raise doc.error(("data", "stride_s"), "expected a stride no longer than 4 window lengths")
     _check_benchmark_params(doc, data)
+    _resolve_data_paths(doc, data)
     data["quality"] = check_mapping(doc, ("data", "quality"), data["quality"], QUALITY)
     natural = METRICS[objective["metric"]]
     if objective["direction"] is None:

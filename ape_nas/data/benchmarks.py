@@ -17,7 +17,14 @@ from ape_nas.errors import UnknownNameError
 # name -> "module:function"
 BENCHMARKS: dict[str, str] = {
     "synthetic": "ape_nas.data.synthetic:generate",
+    "stress-predict": "ape_nas.data.readers.stress_predict:load",
+    "e4": "ape_nas.data.readers.e4:e4",
+    "folder": "ape_nas.data.readers.folder:load",
+    "wfdb": "ape_nas.data.readers.wfdb_reader:load",
+    "wesad": "ape_nas.data.readers.wesad:load",
+    "dreamer": "ape_nas.data.readers.dreamer:load",
 }
+DEFAULT_PATH_PARAMS = ("path",)
 
 
 def get_loader(name: str) -> Callable[..., BenchmarkData]:
@@ -25,6 +32,13 @@ def get_loader(name: str) -> Callable[..., BenchmarkData]:
         raise UnknownNameError("benchmark", name, list(BENCHMARKS))
     module, func = BENCHMARKS[name].split(":")
     return getattr(importlib.import_module(module), func)
+
+
+def path_params(name: str) -> tuple[str, ...]:
+    """Loader parameters that name raw files or folders (content-hashed for the cache, resolved relative to
+    the experiment file): the loader module's ``PATH_PARAMS``, else just ``path``."""
+    module = importlib.import_module(BENCHMARKS[name].split(":")[0])
+    return tuple(getattr(module, "PATH_PARAMS", DEFAULT_PATH_PARAMS))
 
 
 def loader_defaults(name: str) -> dict[str, Any]:

@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-PATH_PARAMS = ("path", "labels")  # loader parameters naming raw data (files or folders), content-hashed
-
 
 def _files(root: Path) -> list[Path]:
     if root.is_file():
@@ -76,10 +74,10 @@ def content_fingerprint(roots: Iterable[Path], memo: HashMemo) -> str:
     return h.hexdigest()
 
 
-def source_roots(params: dict[str, Any]) -> list[Path]:
+def source_roots(params: dict[str, Any], path_params: tuple[str, ...]) -> list[Path]:
     """Existing files/folders named by a loader's path-like parameters."""
     roots = []
-    for key in PATH_PARAMS:
+    for key in path_params:
         value = params.get(key)
         if isinstance(value, str) and value and Path(value).exists():
             roots.append(Path(value))

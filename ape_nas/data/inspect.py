@@ -68,7 +68,7 @@ def signal_problems(x: np.ndarray, rate: float) -> dict[str, Any]:
         return {**out, "flat_s": 0.0, "clipped_frac": 0.0}
     same = np.concatenate([[False], np.diff(x) == 0]) & ~nan
     flat = _runs(same) + 1
-    out["flat_s"] = float(flat[flat >= FLAT_S * rate].sum() / rate)
+    out["flat_s"] = float(flat[flat >= max(5, FLAT_S * rate)].sum() / rate)
     lo, hi = finite.min(), finite.max()
     rail = (np.isclose(x, lo) | np.isclose(x, hi)) & ~nan if hi > lo else np.zeros_like(nan)
     plateaus = _runs(rail)

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ape_nas.data.benchmarks import BENCHMARKS, load_benchmark
+from ape_nas.data.benchmarks import BENCHMARKS, load_benchmark, path_params
 from ape_nas.data.fingerprint import HashMemo, content_fingerprint, source_roots
 from ape_nas.data.windows import window_subject
 from ape_nas.errors import UserError
 
-PREP_VERSION = 2  # bump when preprocessing changes meaning, so old cache entries are not reused
+PREP_VERSION = 3  # bump when preprocessing changes meaning, so old cache entries are not reused
 
 
 @dataclass
@@ -42,6 +42,7 @@ class WindowSet:
     rate_hz: float
     fingerprint: str
     stats: dict[str, Any] = field(default_factory=dict)
+    hrv: np.ndarray | None = None  # (n, len(stats["hrv_features"])) HRV features per window, NaN where too few beats
 
     def indices(self, subject_ids: tuple[str, ...] | list[str]) -> np.ndarray:
         wanted = np.array([self.subjects.index(s) for s in subject_ids], dtype=self.groups.dtype)
@@ -51,7 +52,7 @@ class WindowSet:
 def fingerprint(data_cfg: dict[str, Any], memo: HashMemo | None = None) -> str:
     """Key of the windows: raw files' content + reader version + loader params + preprocessing config."""
     module = importlib.import_module(BENCHMARKS[data_cfg["benchmark"]].split(":")[0])
-    roots = source_roots(data_cfg.get("params", {}))
+    roots = source_roots(data_cfg.get("params", {}), path_params(data_cfg["benchmark"]))
     content = content_fingerprint(roots, memo or HashMemo(None)) if roots else ""
     payload = {"prep": PREP_VERSION, "source": getattr(module, "VERSION", 0), "content": content, **data_cfg}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
@@ -60,8 +61,11 @@ def fingerprint(data_cfg: dict[str, Any], memo: HashMemo | None = None) -> str:
 
 def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSet:
     bench = load_benchmark(data_cfg["benchmark"], data_cfg["params"])
-    xs, ys, gs, ss, subjects, per_subject = [], [], [], [], [], {}
+    from ape_nas import hrv
+
+    xs, ys, gs, ss, hs, subjects, per_subject = [], [], [], [], [], [], {}
     skipped = dict(bench.skipped)
+    hrv_note = ""
     rate = 0.0
     for rec in bench.subjects:
         sw, rate = window_subject(rec, data_cfg)
@@ -75,6 +79,11 @@ def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSe
         ys.append(sw.labels)
         gs.append(np.full(len(sw.labels), len(subjects), dtype=np.int32))
         ss.append(sw.starts_s)
+        try:  # HRV features of the same windows, from the raw beats, for the reference baseline
+            hs.append(hrv.window_features(*hrv.recording_rr(rec), sw.starts_s, data_cfg["window_s"]))
+        except ValueError as exc:
+            hrv_note = str(exc)
+            hs.append(np.full((len(sw.labels), len(hrv.FEATURE_NAMES)), np.nan))
         subjects.append(rec.subject)
         per_subject[rec.subject] = {
             "windows": len(sw.labels),
@@ -97,7 +106,14 @@ def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSe
         channels=list(data_cfg["channels"]),
         rate_hz=rate,
         fingerprint=key,
-        stats={"per_subject": per_subject, "skipped": skipped, "dropped_total": totals},
+        stats={
+            "per_subject": per_subject,
+            "skipped": skipped,
+            "dropped_total": totals,
+            "hrv_features": list(hrv.FEATURE_NAMES),
+            "hrv_note": hrv_note,
+        },
+        hrv=np.concatenate(hs),
     )
 
 
@@ -105,7 +121,7 @@ def _write(ws: WindowSet, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        for name in ("X", "y", "groups", "starts_s"):
+        for name in ("X", "y", "groups", "starts_s", "hrv"):
             np.save(tmp / f"{name}.npy", getattr(ws, name))
         meta = {
             "subjects": ws.subjects,
@@ -128,7 +144,8 @@ def _write(ws: WindowSet, final: Path) -> None:
 def _read(folder: Path) -> WindowSet:
     meta = json.loads((folder / "meta.json").read_text())
     arrays = {
-        n: np.load(folder / f"{n}.npy", mmap_mode="r" if n == "X" else None) for n in ("X", "y", "groups", "starts_s")
+        n: np.load(folder / f"{n}.npy", mmap_mode="r" if n == "X" else None)
+        for n in ("X", "y", "groups", "starts_s", "hrv")
     }
     return WindowSet(**arrays, **meta)
 

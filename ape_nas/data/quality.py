@@ -58,7 +58,7 @@ def reject(
     counts = dict.fromkeys(REASONS, 0)
     if n == 0:
         return keep, counts
-    flat_len = max(2, round(cfg.flat_s * rate))
+    flat_len = max(5, round(cfg.flat_s * rate))  # at low rates (HR at 1 Hz) a few equal values are normal
     for c, kind in enumerate(kinds):
         x = windows[:, c, :]
         nan = np.isnan(x)

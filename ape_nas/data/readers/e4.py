@@ -41,6 +41,7 @@ from ape_nas.errors import UserError
 
 NAME = "e4"
 VERSION = 1
+PATH_PARAMS = ("path", "labels")  # parameters naming raw data files or folders (content-hashed for caching)
 
 E4_LAYOUT = "an Empatica E4 CSV: line 1 = session start (unix time), line 2 = sample rate (Hz), then samples"
 
@@ -386,7 +387,9 @@ def second_labels_for(
     unknown = ~np.isin(lab, class_names)
     if unknown.any():
         i = int(np.argmax(unknown))
-        raise UserError(f"{p}:{lines[i]}: label {lab[i]!r} is not a class; expected one of {', '.join(class_names)}")
+        raise UserError(
+            f"{p}:{lines[i]}: label {str(lab[i])!r} is not a class; expected one of {', '.join(class_names)}"
+        )
     pos = time - time.min()
     off = np.abs(pos - np.round(pos)) > 1e-3
     if off.any():
@@ -424,6 +427,36 @@ def _is_interval_table(path: Path) -> bool:
     )
 
 
+def name_list(loader: str, key: str, value: Any, allowed: Sequence[str] | None = None) -> list[str]:
+    """Validate a loader parameter that lists names (channels, subjects): a non-empty list of known strings."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        what = f"some of {', '.join(allowed)}" if allowed is not None else "names"
+        raise UserError(f"{loader}: {key} must be a non-empty list of {what}, got {value!r}")
+    if not all(isinstance(v, str) for v in value):
+        raise UserError(f"{loader}: {key} must list names (strings), got {value!r}")
+    if len(set(value)) != len(value):
+        raise UserError(f"{loader}: {key} lists a name twice: {value!r}")
+    if allowed is not None:
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            raise UserError(
+                f"{loader}: {key}: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(allowed)}"
+            )
+    return list(value)
+
+
+def path_param(loader: str, path: Any, expected: str) -> Path:
+    """Validate a loader's ``path`` parameter: an existing folder (errors say what is expected there)."""
+    if path is None:
+        raise UserError(f"{loader}: no path; set data.params.path to {expected}")
+    if not isinstance(path, str | Path):
+        raise UserError(f"{loader}: path must be a string, got {path!r}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise UserError(f"{loader}: {root}: folder not found; expected {expected}")
+    return root
+
+
 def skip_subject(skipped: dict[str, str], name: str, subject: str, reason: str) -> None:
     """Record and announce a subject a loader cannot use (never silent)."""
     skipped[subject] = reason
@@ -446,14 +479,19 @@ def e4(
     whose files are missing or truncated, or that has no labelled second inside its recording, is skipped with a
     warning and its reason in ``skipped``; a label table naming an unknown subject is an error (file:line).
     """
-    if path is None:
-        raise UserError("e4: no path; set data.params.path to a folder of per-subject E4 session folders")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise UserError(f"e4: {root}: folder not found; expected a folder of per-subject E4 session folders")
+    root = path_param(NAME, path, "a folder of per-subject E4 session folders")
+    channels = name_list(NAME, "channels", channels, CHANNELS)
+    if class_names is not None:
+        class_names = name_list(NAME, "class_names", class_names)
+    if labels is not None and not isinstance(labels, str | Path):
+        raise UserError(f"e4: labels must be the path of a label CSV, got {labels!r}")
     if any((root / f).is_file() for f in ("BVP.csv", "HR.csv", "IBI.csv")):
         raise UserError(f"e4: {root} is one session folder; expected a folder with one E4 session folder per subject")
-    if not (label_rate > 0 and math.isfinite(label_rate)):
+    if (
+        isinstance(label_rate, bool)
+        or not isinstance(label_rate, int | float)
+        or not (label_rate > 0 and math.isfinite(label_rate))
+    ):
         raise UserError(f"e4: label_rate {label_rate!r} is not a positive number of Hz")
     folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
@@ -476,7 +514,7 @@ def e4(
         if unknown.size:
             i = int(unknown[0])
             raise UserError(
-                f"{label_path}:{second.line[i]}: subject {second.subject[i]!r} is not in the data; "
+                f"{label_path}:{second.line[i]}: subject {str(second.subject[i])!r} is not in the data; "
                 f"known: {', '.join(known)}"
             )
         found = set(second.label.tolist())
@@ -491,7 +529,7 @@ def e4(
         except NoDataError as err:
             skip_subject(skipped, NAME, sid, str(err))
             continue
-        sources += rec.meta["files"]
+        sources += rec.meta.pop("files")
         duration = rec.duration_s()
         if intervals is not None:
             mine = by_subject.get(sid, [])

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ape_nas.data.readers.e4 import NoDataError, read_session, skip_subject
+from ape_nas.data.readers.e4 import NoDataError, name_list, path_param, read_session, skip_subject
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
 
@@ -263,11 +263,7 @@ def time_log_labels(log: TimeLog, task: str, t0: float, duration_s: float, rate:
 
 def _root(path: str | None) -> Path:
     expected = "the Stress-Predict folder holding Raw_data/ and Processed_data/ (the data is never downloaded)"
-    if path is None:
-        raise UserError(f"{NAME}: no path; set data.params.path to {expected}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise UserError(f"{NAME}: {root}: folder not found; expected {expected}")
+    root = path_param(NAME, path, expected)
     if not (root / "Raw_data").is_dir():
         raise UserError(f"{NAME}: {root} has no Raw_data/ folder; expected {expected}")
     return root
@@ -295,24 +291,11 @@ def load(
     truncated files or without labelled seconds is skipped with a warning and its reason in ``skipped``.
     """
     root = _root(path)
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"{NAME}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    bad = [c for c in channels if c not in CHANNELS]
-    if bad or not channels:
-        raise UserError(
-            f"{NAME}: channels {list(channels)} invalid; expected a non-empty subset of {', '.join(CHANNELS)}"
-        )
+    channels = name_list(NAME, "channels", channels, CHANNELS)
     found = sorted(d.name for d in (root / "Raw_data").iterdir() if d.is_dir() and re.fullmatch(r"S\d+", d.name))
-    if subjects is None:
-        ids = found
-    else:
-        unknown = [s for s in subjects if s not in found]
-        if unknown:
-            raise UserError(
-                f"{NAME}: subject(s) {', '.join(map(str, unknown))} not in {root / 'Raw_data'}; "
-                f"known: {', '.join(found)}"
-            )
-        ids = list(dict.fromkeys(subjects))
+    ids = found if subjects is None else name_list(NAME, "subjects", subjects, found)
     if not ids:
         raise UserError(f"{NAME}: {root / 'Raw_data'} has no subject folders (S01, S02, …)")
     logs = read_time_logs(root / TIME_LOGS)

@@ -2,9 +2,10 @@
 
 Records
 -------
-``path`` is the folder holding the ``.hea`` headers and their ``.dat`` files. Records are those listed in its
-``RECORDS`` file (entries whose header is missing are skipped with a warning), else every ``*.hea`` under the
-folder; ``records`` picks some by name (a named record that is not there is an error). Multi-frequency records
+``path`` is the folder holding the ``.hea`` headers and their ``.dat`` files, or one record's ``.hea`` file.
+Records are those listed in the folder's ``RECORDS`` file (entries whose header is missing are skipped with a
+warning), else every ``*.hea`` under the folder; ``records`` picks some by name (a named record that is not there
+is an error). Multi-frequency records
 (several samples per frame, like drivedb's ECG) are read with ``smooth_frames=False``: channel ``c`` has rate
 ``fs × samples_per_frame[c]``. Before reading, the ``.dat`` sizes are checked against the header (a shorter file is
 truncated, a longer one means the header's length, format or samples per frame contradict the data), and after
@@ -94,6 +95,7 @@ from ape_nas.errors import UserError
 NAME = "wfdb"
 VERSION = 1  # bump whenever the data produced for the same files and parameters changes (used in cache keys)
 
+PATH_PARAMS = ("path", "label_table")  # parameters naming raw data files or folders (content-hashed for caching)
 LABEL_MODES = ("none", "annotations", "marker", "table")
 RECORD_GAP_S = 60.0  # NaN/UNLABELLED gap between concatenated records of one subject
 MARKER_BASELINE_S = 10.0  # block length of the marker channel's running-median baseline
@@ -336,13 +338,13 @@ def _read_record(root: Path, name: str, fs_override: float | None) -> tuple[_Rec
     checksums = getattr(rec, "checksum", None) if not multi else None
     for i, d in enumerate(digital):
         if checksums is not None and i < len(checksums) and checksums[i] is not None:
-            total = int(np.sum(d, dtype=np.int64))
-            got = ((total + 32768) % 65536) - 32768
-            if got != int(checksums[i]):
+            got = int(np.sum(d, dtype=np.int64)) % 65536  # 16-bit sum; headers write it signed or unsigned
+            if got != int(checksums[i]) % 65536:
+                signed = got - 65536 * (got >= 32768)
                 raise UserError(
-                    f"{hea}: signal {i + 1} ({rec.sig_name[i]}): checksum of the data is {got}, the header says "
-                    f"{checksums[i]}; the .dat file does not match its header (corrupt, or wrong format/samples per "
-                    "frame)"
+                    f"{hea}: signal {i + 1} ({rec.sig_name[i]}): checksum of the data is {signed}, the header says "
+                    f"{checksums[i]}; the .dat file does not match its header (corrupt, or wrong format or samples "
+                    "per frame)"
                 )
     fs = float(fs_override) if fs_override is not None else header_fs
     norm = normalise_names(rec.sig_name)
@@ -356,7 +358,7 @@ def _read_record(root: Path, name: str, fs_override: float | None) -> tuple[_Rec
             x[d == bad] = np.nan
         signals[ch] = x.astype(np.float32)
         rates[ch] = fs * int(rec.samps_per_frame[i] or 1)
-        units[ch] = str(rec.units[i]) if rec.units else ""
+        units[ch] = str(rec.units[i] or "") if rec.units else ""
     n_frames = int(rec.sig_len)
     out = _Record(
         name=name,
@@ -678,12 +680,26 @@ def load(
 ) -> BenchmarkData:
     """Load WFDB records from the folder ``path`` (see the module docstring for every parameter)."""
     _check_params(
-        path, records, channels, labels, classes, subject_of, annotator, annotation_classes, marker_channel,
-        marker_classes, marker_threshold, label_table, fs_override,
-    )  # fmt: skip
+        path,
+        records,
+        channels,
+        labels,
+        classes,
+        subject_of,
+        annotator,
+        annotation_classes,
+        marker_channel,
+        marker_classes,
+        marker_threshold,
+        label_table,
+        fs_override,
+    )
     root = Path(path)
-    if not root.is_dir():
-        what = "is a file" if root.exists() else "not found"
+    if root.is_file() and root.suffix == ".hea":  # one record's header: read that record (unless records says)
+        records = records or [root.stem]
+        root = root.parent
+    elif not root.is_dir():
+        what = "is not a .hea file or a folder" if root.exists() else "not found"
         raise UserError(f"wfdb: path {root}: {what}; expected the folder holding the .hea and .dat files")
     available, absent, listing = _discover(root)
     sources: list[str] = [str(listing)] if listing else []
