@@ -71,6 +71,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "rate_hz": Field(float, None, nullable=True, low=1.0, doc="resample every channel to this rate"),
         "bandpass_hz": Field(object, None, nullable=True, check=_bandpass_check, doc="[low, high] Hz, or per channel"),
         "quality": Field(dict, dict, doc="signal-quality rejection thresholds"),
+        "hrv_source": Field(str, None, nullable=True, doc="channel the HRV baseline takes beats from"),
         "normalize": Field(str, "subject", choices=("subject", "window", "none"), doc="z-score statistics"),
         "window_s": Field(float, low=0.5, doc="window length in seconds"),
         "stride_s": Field(float, low=0.1, doc="step between window starts in seconds"),

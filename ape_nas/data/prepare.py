@@ -80,7 +80,11 @@ def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSe
         gs.append(np.full(len(sw.labels), len(subjects), dtype=np.int32))
         ss.append(sw.starts_s)
         try:  # HRV features of the same windows, from the raw beats, for the reference baseline
-            hs.append(hrv.window_features(*hrv.recording_rr(rec), sw.starts_s, data_cfg["window_s"]))
+            hs.append(
+                hrv.window_features(
+                    *hrv.recording_rr(rec, data_cfg.get("hrv_source")), sw.starts_s, data_cfg["window_s"]
+                )
+            )
         except ValueError as exc:
             hrv_note = str(exc)
             hs.append(np.full((len(sw.labels), len(hrv.FEATURE_NAMES)), np.nan))
