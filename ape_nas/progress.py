@@ -74,12 +74,12 @@ class SweepProgress:
         note = ""
         if record.state == "failed" and record.attrs.get("error"):
             note = f"  [red]{record.attrs['error'][:120]}[/red]"
-        if self.enabled:
-            self.console.print(
-                f"  trial {record.number:>4}  [{style}]{record.state:<8}[/{style}] "
-                f"{self.metric} {fmt(record.value)}  {fmt(record.duration_s, 1)} s  "
-                f"{record.model}{note}"
-            )
+        # one line per trial, with or without the live bar (logs, CI, Slurm)
+        self.console.print(
+            f"  trial {record.number:>4}  [{style}]{record.state:<8}[/{style}] "
+            f"{self.metric} {fmt(record.value)}  {fmt(record.duration_s, 1)} s  "
+            f"{record.model}{note}"
+        )
         self._progress.update(
             self._task, advance=1, description=f"last: trial {record.number} {record.state} · {self._best_text()}"
         )
