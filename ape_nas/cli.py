@@ -70,21 +70,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{outcome.best.value:.4f}  (mlflow run {outcome.best.run_id})"
         )
     if outcome.baseline is not None and outcome.best is not None:
-        metric = exp.objective["metric"]
-        ref = outcome.baseline.val.get(metric)
-        if ref is not None:
-            beats = (outcome.best.value > ref) == (exp.direction == "maximize")
-            console.print(
-                f"HRV baseline on the same splits: val {metric} {ref:.4f} "
-                f"(test {outcome.baseline.test[metric]:.4f}) → best deep model "
-                f"{'beats' if beats else 'does NOT beat'} it"
-            )
+        console.print(
+            _baseline_comparison(outcome.baseline, outcome.best.value, exp.objective["metric"], exp.direction)
+        )
     console.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
     console.print(f"MLflow: {_mlflow_hint(outcome.tracking_uri, args.workdir)}  (parent run {outcome.parent_run_id})")
     if outcome.interrupted:
         console.print("[yellow]interrupted: re-run the same command to continue the study[/yellow]")
         return 130
     return 0
+
+
+def _baseline_comparison(baseline: Any, best: float, metric: str, direction: str) -> str:
+    ref = baseline.val.get(metric)
+    if ref is None:
+        return "HRV baseline: see hrv_baseline.json on the parent run"
+    beats = (best > ref) == (direction == "maximize")
+    text = (
+        f"HRV baseline on the same splits: val {metric} {ref:.4f} (test {baseline.test[metric]:.4f}) → best deep "
+        f"model {'beats' if beats else 'does NOT beat'} it"
+    )
+    norm = baseline.subject_normalised.get("val", {}).get(metric)
+    if norm is not None:
+        text += f"; with per-subject feature normalisation the baseline reaches val {norm:.4f}"
+    return text
 
 
 def _mlflow_hint(tracking_uri: str, workdir: str) -> str:
