@@ -7,7 +7,6 @@ run, no work directory); ``run_sweep`` then creates them and drives the backend.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,18 +110,31 @@ def _parent_params(experiment: ExperimentConfig) -> dict[str, Any]:
     return flat
 
 
-def run_sweep(
-    plan: SweepPlan, *, n_trials: int | None = None, timeout_s: float | None = None, progress: bool = True
-) -> SweepOutcome:
-    """Run a validated sweep: prepare data once, open study + MLflow parent run, add ``n_trials`` trials."""
+@dataclass
+class SweepSession:
+    """A sweep's opened resources: windows prepared, study opened, MLflow parent run open, runner ready."""
+
+    plan: SweepPlan
+    windows: Any
+    tracker: SweepTracker
+    parent: Any
+    runner: Any
+    baseline: BaselineResult | None
+    console: Console
+
+
+def open_sweep(plan: SweepPlan, console: Console | None = None) -> SweepSession:
+    """Prepare data (before anything else is written), open the study and the MLflow parent run.
+
+    The parent run is the one recorded in the study if it exists in this tracking store; otherwise a new one
+    is created and recorded. Workers of the same study call this too and share the recorded parent.
+    """
     from ape_nas.data.prepare import prepare_windows
-    from ape_nas.objective import run_trial
+    from ape_nas.trial_runner import TrialRunner
 
     exp, space, backend = plan.experiment, plan.space, plan.backend
-    n_trials = n_trials if n_trials is not None else exp.budget["trials"]
-    timeout_s = timeout_s if timeout_s is not None else exp.budget["timeout_s"]
     cache_dir = plan.workdir / "cache"
-    console = Console(stderr=True)
+    console = console or Console(stderr=True)
     with console.status(f"preparing windows of {exp.data['benchmark']} (cached after the first run)") as status:
         windows = prepare_windows(  # data problems surface before any study or run exists
             exp.data, cache_dir, progress=lambda s: status.update(f"windows of {exp.data['benchmark']}: {s}")
@@ -153,43 +165,48 @@ def run_sweep(
     )
     parent.log_text(json.dumps(exp.to_dict(), indent=2, default=str), "experiment.json")
     parent.log_text(Path(space.path).read_text(), f"space/{Path(space.path).name}")
-    parent.log_text(
-        json.dumps(
-            {
-                "subjects": windows.subjects,
-                "class_names": windows.class_names,
-                "rate_hz": windows.rate_hz,
-                "windows": len(windows.y),
-                **windows.stats,
-            },
-            indent=2,
-        ),
-        "data_summary.json",
-    )
+    summary = {
+        "subjects": windows.subjects,
+        "class_names": windows.class_names,
+        "rate_hz": windows.rate_hz,
+        "windows": len(windows.y),
+        **windows.stats,
+    }
+    parent.log_text(json.dumps(summary, indent=2), "data_summary.json")
     baseline = hrv_baseline(windows, exp.protocol, exp.seed)
     if baseline is not None:
         parent.log_metrics(baseline.metrics())
         parent.log_text(json.dumps(asdict(baseline), indent=2, default=float), "hrv_baseline.json")
         console.print(baseline_line(baseline, exp.objective["metric"]))
+    runner = TrialRunner(
+        space_path=str(space.path),
+        base=exp.base(),
+        experiment_name=exp.name,
+        tracking_uri=plan.tracking_uri,
+        parent_run_id=parent.run_id,
+        cache_dir=str(cache_dir),
+    )
+    runner._space, runner._tracker = space, tracker  # this process already has them
+    return SweepSession(
+        plan=plan, windows=windows, tracker=tracker, parent=parent, runner=runner, baseline=baseline, console=console
+    )
 
+
+def run_sweep(
+    plan: SweepPlan, *, n_trials: int | None = None, timeout_s: float | None = None, progress: bool = True
+) -> SweepOutcome:
+    """Run a validated sweep: prepare data once, open study + MLflow parent run, add ``n_trials`` trials."""
+    exp, backend = plan.experiment, plan.backend
+    n_trials = n_trials if n_trials is not None else exp.budget["trials"]
+    timeout_s = timeout_s if timeout_s is not None else exp.budget["timeout_s"]
+    session = open_sweep(plan)
+    tracker, parent, runner = session.tracker, session.parent, session.runner
     before = {r.number for r in backend.records()}
-    base = exp.base()
     metric = exp.objective["metric"]
     display = SweepProgress(n_trials, exp.direction, metric, enabled=progress)
 
     def evaluate(handle: TrialHandle) -> float:
-        spec = space.sample(handle, base)
-        handle.set_attr("model", spec.model)
-        handle.set_attr("spec", spec.to_dict())
-        display.trial_started(handle.number, spec.model)
-        with tracker.trial(handle.number, spec, {"ape_nas.study": exp.name}) as run:
-            handle.set_attr("mlflow_run_id", run.run_id)
-            result = run_trial(spec, handle, run, cache_dir=cache_dir)
-            for fold in result.folds:  # logged to MLflow: the temporary copies can go
-                shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
-            handle.set_attr("test_metrics", result.test_metrics)
-            handle.set_attr("best_epoch", result.best_epoch)
-            return result.score
+        return runner(handle, on_start=display.trial_started)
 
     interrupted = False
     started = time.time()
@@ -212,7 +229,7 @@ def run_sweep(
         storage=backend.storage_url,
         new_trials=sorted({r.number for r in records} - before),
         interrupted=interrupted,
-        baseline=baseline,
+        baseline=session.baseline,
     )
 
 

@@ -125,6 +125,11 @@ class SweepTracker:
         self.parent: TrialRun | None = None
         self.commit = git_commit()
 
+    def attach_parent(self, run_id: str) -> TrialRun:
+        """Use an existing parent run (another process opened it): for workers and remote trials."""
+        self.parent = TrialRun(self.tracking_uri, run_id)
+        return self.parent
+
     def open_parent(self, run_id: str | None, name: str, tags: dict[str, Any], params: dict[str, Any]) -> TrialRun:
         """Resume the recorded parent run if it exists in this store, else start one."""
         if run_id is not None:

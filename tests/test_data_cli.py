@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -51,8 +52,15 @@ def test_inspect_drivedb_reports_both_records_with_every_channel_rate(capsys: py
     assert set(subjects) == {"drive17a", "drive17b"}
     rates = {name: {ch: info["rate_hz"] for ch, info in s["channels"].items()} for name, s in subjects.items()}
     assert set(rates["drive17b"]) == {"ecg", "emg", "foot_gsr", "hand_gsr", "hr", "marker", "resp"}
-    assert rates["drive17b"] == {"ecg": 496.0, "emg": 15.5, "foot_gsr": 31.0, "hand_gsr": 31.0, "hr": 15.5,
-                                 "marker": 15.5, "resp": 31.0}
+    assert rates["drive17b"] == {
+        "ecg": 496.0,
+        "emg": 15.5,
+        "foot_gsr": 31.0,
+        "hand_gsr": 31.0,
+        "hr": 15.5,
+        "marker": 15.5,
+        "resp": 31.0,
+    }
     assert rates["drive17a"]["ecg"] == 480.0 and rates["drive17a"]["resp"] == 30.0
 
 
@@ -72,15 +80,16 @@ def _write_folder(root: Path, subjects: int = 5) -> None:
     """A user data set in the generic folder format, made of simulated ECG (baseline vs stress)."""
     bench = generate(subjects=subjects, minutes_per_state=1.0, fs=128.0, seed=3)
     root.mkdir(parents=True)
-    (root / "dataset.yaml").write_text("name: my-study\nclass_names: [baseline, stress]\nlabel_rate: 1\n"
-                                       "channels:\n  ecg: {rate: 128, unit: mV}\n")
+    (root / "dataset.yaml").write_text(
+        "name: my-study\nclass_names: [baseline, stress]\nlabel_rate: 1\nchannels:\n  ecg: {rate: 128, unit: mV}\n"
+    )
     rows = ["subject,start,end,label"]
     for rec in bench.subjects:
         (root / rec.subject).mkdir()
         np.savetxt(root / rec.subject / "ecg.csv", rec.signals["ecg"], fmt="%.5f", header="ecg", comments="")
         lab = rec.labels[:: int(rec.label_rate)]  # per second
         change = np.flatnonzero(np.diff(np.concatenate([[-2], lab, [-2]])))
-        for a, b in zip(change[:-1], change[1:], strict=True):
+        for a, b in itertools.pairwise(change):
             if lab[a] >= 0:
                 rows.append(f"{rec.subject},{a},{b},{bench.class_names[lab[a]]}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
@@ -91,8 +100,10 @@ def _folder_experiment(tmp_path: Path, data: Path) -> Path:
     exp = exp.replace("name: quickstart", "name: my-study")
     exp = exp.replace("space: ../search_spaces/quickstart.yaml", f"space: {ROOT / 'search_spaces/quickstart.yaml'}")
     exp = exp.replace("benchmark: synthetic", "benchmark: folder")
-    exp = exp.replace("params: {subjects: 16, minutes_per_state: 3.0, fs: 128.0, states: [baseline, stress], seed: 7}",
-                      f"params: {{path: {data}}}")
+    exp = exp.replace(
+        "params: {subjects: 16, minutes_per_state: 3.0, fs: 128.0, states: [baseline, stress], seed: 7}",
+        f"params: {{path: {data}}}",
+    )
     exp = exp.replace("test_subjects: 4 ", "test_subjects: 1 ").replace("val_subjects: 4 ", "val_subjects: 1 ")
     path = tmp_path / "my_study.yaml"
     path.write_text(exp)
@@ -123,8 +134,7 @@ def test_prepare_caches_once_and_a_changed_file_rebuilds(tmp_path: Path, capsys:
 
 
 @pytest.mark.slow
-def test_sweep_on_a_user_folder_records_protocol_and_hrv_baseline(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]):
+def test_sweep_on_a_user_folder_records_protocol_and_hrv_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     data = tmp_path / "my-study"
     _write_folder(data, subjects=5)
     exp = _folder_experiment(tmp_path, data)
@@ -148,8 +158,16 @@ def test_sweep_on_a_user_folder_records_protocol_and_hrv_baseline(tmp_path: Path
 @pytest.mark.slow
 def test_stress_predict_sweep_runs_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     exp = str(ROOT / "experiments" / "stress_predict.yaml")
-    small = ["--set", "data.params.subjects=[S01,S02,S03,S04,S05,S06,S07,S08]", "--set", "protocol.test_subjects=2",
-             "--set", "protocol.val_subjects=2", "--set", "training.max_epochs=1"]
+    small = [
+        "--set",
+        "data.params.subjects=[S01,S02,S03,S04,S05,S06,S07,S08]",
+        "--set",
+        "protocol.test_subjects=2",
+        "--set",
+        "protocol.val_subjects=2",
+        "--set",
+        "training.max_epochs=1",
+    ]
     assert main(["sweep", exp, "--workdir", str(tmp_path), "--trials", "1", "--no-progress", *small]) == 0
     status = _json(capsys, ["status", exp, "--workdir", str(tmp_path), "--json", *small])
     client = MlflowClient(status["tracking_uri"])

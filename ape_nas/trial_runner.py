@@ -1,0 +1,63 @@
+"""One trial of a sweep, as a picklable callable: the same code runs in the sweep process, in parallel Optuna
+workers and inside Ray Tune trial actors.
+
+``TrialRunner(handle)`` samples a TrialSpec from the space through the backend's handle, opens the trial's
+nested MLflow run under the sweep's parent run, runs :func:`ape_nas.objective.run_trial` with the handle as
+reporter, records the run id, spec and test metrics on the backend's trial, and returns the score.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ape_nas.backends.base import TrialHandle
+
+
+@dataclass
+class TrialRunner:
+    space_path: str
+    base: dict[str, Any]
+    experiment_name: str
+    tracking_uri: str
+    parent_run_id: str
+    cache_dir: str
+    accelerator: str = "cpu"
+    _space: Any = field(default=None, init=False, repr=False, compare=False)
+    _tracker: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # ship the plain fields; rebuild the rest in the new process
+        state = dict(self.__dict__)
+        state["_space"] = state["_tracker"] = None
+        return state
+
+    def _objects(self) -> tuple[Any, Any]:
+        if self._space is None:
+            from ape_nas.space import load_space
+            from ape_nas.tracking import SweepTracker
+
+            self._space = load_space(self.space_path)
+            self._tracker = SweepTracker(self.tracking_uri, self.experiment_name)
+            self._tracker.attach_parent(self.parent_run_id)
+        return self._space, self._tracker
+
+    def __call__(self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None) -> float:
+        from ape_nas.objective import run_trial
+
+        space, tracker = self._objects()
+        spec = space.sample(handle, self.base)
+        handle.set_attr("model", spec.model)
+        handle.set_attr("spec", spec.to_dict())
+        if on_start is not None:
+            on_start(handle.number, spec.model)
+        with tracker.trial(handle.number, spec, {"ape_nas.study": self.experiment_name}) as run:
+            handle.set_attr("mlflow_run_id", run.run_id)
+            result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir), accelerator=self.accelerator)
+            for fold in result.folds:  # logged to MLflow: the temporary copies can go
+                shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
+            handle.set_attr("test_metrics", result.test_metrics)
+            handle.set_attr("best_epoch", result.best_epoch)
+            return result.score
