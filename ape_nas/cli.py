@@ -51,6 +51,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overrides.append(f"budget.trials={args.trials}")
     if args.timeout is not None:
         overrides.append(f"budget.timeout_s={args.timeout}")
+    if args.backend is not None:
+        overrides.append(f"backend.name={args.backend}")
+    if args.address is not None:
+        overrides.append(f"backend.address={args.address}")
     plan = prepare_sweep(
         args.experiment, overrides=overrides, workdir=args.workdir, tracking_uri=args.tracking_uri, storage=args.storage
     )
@@ -100,6 +104,12 @@ def _mlflow_hint(tracking_uri: str, workdir: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return tracking_uri
     return f"{tracking_uri}  →  browse with: ape-nas ui --workdir {workdir}"
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ape_nas.workers import cli_worker
+
+    return cli_worker(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -392,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models": (cmd_models, "registered model families and their architecture arguments"),
         "spaces": (cmd_spaces, "search-space files and their parameters"),
         "ui": (cmd_ui, "MLflow UI on 127.0.0.1 for a work directory"),
+        "worker": (cmd_worker, "join a study as one more Optuna worker (or spawn --workers N on this machine)"),
         "data": (None, "inspect data sets and build the window cache"),
     }
     parsers = {}
@@ -434,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: SQLite in the work directory)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument("--backend", default=None, help="search backend: optuna or ray (default: backend.name)")
+    p.add_argument("--address", default=None, help="ray: address of a running cluster (ray start --head)")
+    _workdir_args(p)
+    _set_args(p)
+    p = parsers["worker"]
+    p.add_argument("experiment", help="experiment YAML file")
+    p.add_argument("--trials", type=int, default=None, help="trials this worker adds (default: budget.trials)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no trial")
+    p.add_argument("--workers", type=int, default=1, help="spawn N worker processes on this machine")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: SQLite in the work directory)")
     _workdir_args(p)
     _set_args(p)
     for name in ("status", "best"):

@@ -236,7 +236,8 @@ def _fit_fold(
     )
     trainer = L.Trainer(
         max_epochs=int(training["max_epochs"]),
-        accelerator=accelerator,
+        accelerator=training.get("accelerator", accelerator),
+        precision=training.get("precision", "32-true"),
         devices=1,
         deterministic=True,
         logger=False,

@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ape_nas.backends import Backend, TrialHandle, TrialRecord, make_backend
+from ape_nas.backends import Backend, TrialRecord, make_backend
 from ape_nas.baseline import BaselineResult, hrv_baseline
 from ape_nas.config.experiment import ExperimentConfig, load_experiment
 from ape_nas.progress import SweepProgress, best_of
@@ -205,14 +205,13 @@ def run_sweep(
     metric = exp.objective["metric"]
     display = SweepProgress(n_trials, exp.direction, metric, enabled=progress)
 
-    def evaluate(handle: TrialHandle) -> float:
-        return runner(handle, on_start=display.trial_started)
-
     interrupted = False
     started = time.time()
     try:
         with display:
-            backend.run(evaluate, n_trials, timeout_s, on_trial_end=display.trial_finished)
+            backend.run(
+                runner, n_trials, timeout_s, on_trial_end=display.trial_finished, on_trial_start=display.trial_started
+            )
     except KeyboardInterrupt:
         interrupted = True
     except BaseException:

@@ -25,7 +25,6 @@ class TrialRunner:
     tracking_uri: str
     parent_run_id: str
     cache_dir: str
-    accelerator: str = "cpu"
     _space: Any = field(default=None, init=False, repr=False, compare=False)
     _tracker: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -55,7 +54,7 @@ class TrialRunner:
             on_start(handle.number, spec.model)
         with tracker.trial(handle.number, spec, {"ape_nas.study": self.experiment_name}) as run:
             handle.set_attr("mlflow_run_id", run.run_id)
-            result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir), accelerator=self.accelerator)
+            result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir))
             for fold in result.folds:  # logged to MLflow: the temporary copies can go
                 shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
             handle.set_attr("test_metrics", result.test_metrics)

@@ -24,7 +24,11 @@ class TrialHandle(Protocol):
     def set_attr(self, key: str, value: Any) -> None: ...
 
 
-TrialFunction = Callable[[TrialHandle], float]
+class TrialFunction(Protocol):
+    """What a backend calls per trial: ``ape_nas.trial_runner.TrialRunner`` (picklable, so it can be shipped
+    to worker processes and Ray actors). ``on_start(number, model)`` is for progress display only."""
+
+    def __call__(self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None) -> float: ...
 
 
 @dataclass
@@ -78,6 +82,7 @@ class Backend(ABC):
         n_trials: int,
         timeout_s: float | None,
         on_trial_end: Callable[[TrialRecord], None] | None = None,
+        on_trial_start: Callable[[int, str], None] | None = None,
     ) -> None:
         """Run ``n_trials`` more trials (or until ``timeout_s``); a failing trial does not stop the sweep."""
 

@@ -173,12 +173,13 @@ class OptunaBackend(Backend):
         n_trials: int,
         timeout_s: float | None,
         on_trial_end: Callable[[TrialRecord], None] | None = None,
+        on_trial_start: Callable[[int, str], None] | None = None,
     ) -> None:
         assert self.study is not None
 
         def objective(trial: optuna.Trial) -> float:
             try:
-                return fn(_Handle(trial))
+                return fn(_Handle(trial), on_start=on_trial_start)
             except TrialPruned:
                 raise optuna.TrialPruned() from None
             except Exception as exc:

@@ -26,7 +26,9 @@ METRICS: dict[str, str] = {
 }
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc", "gp")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon", "none")
-BACKENDS = ("optuna",)
+BACKENDS = ("optuna", "ray")
+SCHEDULERS = ("asha", "hyperband", "fifo")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 PROTOCOLS = ("holdout", "kfold", "loso")
 
 
@@ -93,6 +95,8 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "max_epochs": Field(int, 10, low=1, doc="epochs per trial at most"),
         "patience": Field(int, 3, low=1, doc="early-stopping patience in epochs"),
         "num_threads": Field(int, None, nullable=True, low=1, doc="torch CPU threads per trial"),
+        "accelerator": Field(str, "cpu", choices=("cpu", "gpu", "auto"), doc="where trials train"),
+        "precision": Field(str, "32-true", choices=PRECISIONS, doc="Lightning precision (mixed on GPUs)"),
     },
     "budget": {
         "trials": Field(int, 10, low=1, doc="trials to add in this run"),
@@ -104,7 +108,13 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "sampler_options": Field(dict, dict, doc="keyword arguments of the sampler"),
         "pruner": Field(str, "median", doc="pruner name"),
         "pruner_options": Field(dict, dict, doc="keyword arguments of the pruner"),
-        "storage": Field(str, None, nullable=True, doc="SQLAlchemy URL of the study (default: workdir SQLite)"),
+        "storage": Field(str, None, nullable=True, doc="study storage URL (default: workdir SQLite)"),
+        "scheduler": Field(str, "asha", choices=SCHEDULERS, doc="ray: trial scheduler"),
+        "scheduler_options": Field(dict, dict, doc="ray: keyword arguments of the scheduler"),
+        "max_concurrent": Field(int, 2, low=1, doc="ray: trials running at once"),
+        "cpus_per_trial": Field(float, 1.0, low=0.1, doc="ray: CPUs per trial (torch threads follow)"),
+        "gpus_per_trial": Field(float, 0.0, low=0.0, doc="ray: GPUs per trial (fractions pack trials)"),
+        "address": Field(str, None, nullable=True, doc="ray: cluster address (default: start a local one)"),
     },
 }
 
@@ -241,6 +251,9 @@ def parse_experiment(doc: Document) -> ExperimentConfig:
         )
     if protocol["seed"] is None:
         protocol["seed"] = top["seed"]
+    training = sections["training"]
+    if training["precision"] == "16-mixed" and training["accelerator"] == "cpu":
+        raise doc.error(("training", "precision"), "16-mixed needs a GPU; on CPU use 32-true or bf16-mixed")
     needs = {"holdout": "val_subjects", "kfold": "folds"}.get(protocol["kind"])
     for key in ("val_subjects", "folds"):
         if key == needs and protocol[key] is None:
