@@ -53,6 +53,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=r".*No positive samples in targets.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available on your system.*")
 
 
 def _metric_key(spec: TrialSpec) -> str:
@@ -212,6 +213,7 @@ def _fit_fold(
 ) -> FoldResult:
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.plugins.environments import LightningEnvironment
 
     from ape_nas.task import CardiacTask
 
@@ -246,6 +248,8 @@ def _fit_fold(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=[monitor, stopper],
+        # one process per trial: never let Lightning read a Slurm/torchelastic job's task layout as its own
+        plugins=[LightningEnvironment()],
     )
     bs = int(spec.optim["batch_size"])
     trainer.fit(task, _loader(ws, idx["train"], bs, True, spec.seed), _loader(ws, idx["val"], bs, False, spec.seed))

@@ -238,3 +238,17 @@ def test_kfold_protocol_averages_folds_and_records_every_partition(tmp_path: Pat
             assert len(client.get_metric_history(run.info.run_id, "fold2.val_f1_macro")) >= 1
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
             assert artifacts == {f"checkpoints/fold{k}" for k in range(3)}
+
+
+def test_bf16_mixed_precision_trains_deterministically_on_cpu():
+    import optuna
+
+    from ape_nas.config.experiment import load_experiment
+    from ape_nas.space import load_space
+
+    sets = [s for s in SMALL if s != "--set"] + ["training.precision=bf16-mixed", "training.max_epochs=2"]
+    exp = load_experiment(QUICKSTART, sets)
+    spec = load_space(exp.space_path).sample(optuna.create_study().ask(), exp.base())
+    assert spec.training["precision"] == "bf16-mixed"
+    first, second = run_trial(spec), run_trial(spec)
+    assert first.score == second.score and 0.0 <= first.score <= 1.0
