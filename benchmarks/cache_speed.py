@@ -10,13 +10,13 @@ with the in-process memo cleared so nothing is reused from memory.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import report
 
 from ape_nas.config.experiment import load_experiment
 from ape_nas.data.prepare import clear_memo, prepare_windows
@@ -53,11 +53,7 @@ def main() -> None:
         "speedup": round(cold / warm, 1),
         "identical": bool(same),
     }
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "cache_speed.json").write_text(json.dumps(result, indent=2))
-    for k, v in result.items():
-        print(f"{k:>10}: {v}")
+    report("cache_speed", result)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ python benchmarks/cli_startup.py [--repeat 5]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,11 +42,7 @@ def main() -> None:
         "help_over_bare": round(help_s / bare, 2),
         "help_over_heavy": round(help_s / heavy, 3),
     }
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "cli_startup.json").write_text(json.dumps(result, indent=2))
-    for k, v in result.items():
-        print(f"{k:>16}: {v}")
+    report("cli_startup", result)
 
 
 if __name__ == "__main__":

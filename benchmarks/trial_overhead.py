@@ -12,10 +12,11 @@ Both sides use the same specs (recorded by the sweep) and the same warm window c
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
+
+from _report import report
 
 from ape_nas import objective
 from ape_nas.spec import TrialSpec
@@ -72,11 +73,7 @@ def main() -> None:
         "fixed_overhead_s": round(sweep_s - trial_s, 2),
         "overhead_ratio": round((sweep_s - sum(inside)) / direct_s, 3),
     }
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "trial_overhead.json").write_text(json.dumps(result, indent=2))
-    for k, v in result.items():
-        print(f"{k:>22}: {v}")
+    report("trial_overhead", result)
 
 
 if __name__ == "__main__":

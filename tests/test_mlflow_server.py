@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _servers import free_port, wait_http
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
@@ -30,12 +28,6 @@ def _require_pg() -> str:
             pytest.fail("APE_NAS_TEST_PG_URL is not set but CI requires PostgreSQL (.ci/install_postgres.sh)")
         pytest.skip("no PostgreSQL for tests: set APE_NAS_TEST_PG_URL (CI installs one with .ci/install_postgres.sh)")
     return PG
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     artifacts = tmp_path_factory.mktemp("artifacts")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MLFLOW_BACKEND_STORE_URI": pg_database,
@@ -78,15 +70,7 @@ def server(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     url = f"http://127.0.0.1:{port}"
     try:
         assert url in proc.stdout.readline()
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, "mlflow server exited"
-                assert time.time() < deadline, "mlflow server did not answer within 90 s"
-                time.sleep(0.5)
+        wait_http(f"{url}/health", proc, timeout_s=90)
         yield url, artifacts
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

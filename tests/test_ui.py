@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _servers import free_port, wait_http
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     """A real `mlflow server` started through `ape-nas ui`, over a store holding one finished parent run."""
@@ -36,7 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     tracker = SweepTracker(default_tracking_uri(workdir), "ui-check", artifact_root=workdir / "artifacts")
     parent = tracker.open_parent(None, "sweep-ui-check", tags={}, params={"x": 1})
     tracker.finish_parent()
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ape_nas", "ui", "--workdir", str(workdir), "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -48,16 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     url = f"http://127.0.0.1:{port}"
     try:
         assert url in proc.stdout.readline()
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None, "mlflow server exited"
-                assert time.time() < deadline, "mlflow server did not answer within 60 s"
-                time.sleep(0.5)
+        wait_http(f"{url}/health", proc, timeout_s=60)
         yield url, workdir, parent.run_id
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
