@@ -91,8 +91,14 @@ def _band(cfg: dict[str, Any], ch: str) -> list[float] | None:
     return band
 
 
-def window_subject(rec: SubjectRecording, cfg: dict[str, Any]) -> tuple[SubjectWindows, float]:
-    """Turn one recording into windows according to the experiment's ``data`` section."""
+def window_subject(
+    rec: SubjectRecording, cfg: dict[str, Any], require_labels: bool = True
+) -> tuple[SubjectWindows, float]:
+    """Turn one recording into windows according to the experiment's ``data`` section.
+
+    ``require_labels=False`` (prediction on new recordings) keeps every window that passes the quality checks;
+    its label is the majority label where the purity threshold holds, else UNLABELLED.
+    """
     channels: list[str] = cfg["channels"]
     fs = channel_rate(rec, channels, cfg.get("rate_hz"))
     rows, kinds, begins = [], [], []
@@ -136,17 +142,17 @@ def window_subject(rec: SubjectRecording, cfg: dict[str, Any]) -> tuple[SubjectW
     keep, labels = [], []
     for i, (a, b) in enumerate(zip(l0, l1, strict=True)):
         a, b = max(a, 0), min(b, len(lab))
-        if b <= a:
-            continue
-        seg = lab[a:b]
+        seg = lab[a:b] if b > a else lab[:0]
         seg = seg[seg != UNLABELLED]
-        if len(seg) == 0:
-            continue
-        values, counts = np.unique(seg, return_counts=True)
-        best = counts.argmax()
-        if counts[best] / (l1[i] - l0[i]) >= cfg["label_purity"]:
+        label = UNLABELLED
+        if len(seg):
+            values, counts = np.unique(seg, return_counts=True)
+            best = counts.argmax()
+            if counts[best] / (l1[i] - l0[i]) >= cfg["label_purity"]:
+                label = int(values[best])
+        if label != UNLABELLED or not require_labels:
             keep.append(i)
-            labels.append(int(values[best]))
+            labels.append(label)
     dropped = {"label": len(starts) - len(keep)}
     idx = np.asarray(keep, dtype=int)
     labels_arr = np.asarray(labels, dtype=np.int64)
