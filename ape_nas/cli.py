@@ -112,6 +112,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return cli_worker(args)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ape_nas import reproduce as rep
+    from ape_nas.tracking import default_tracking_uri
+
+    if Path(args.target).is_file():
+        run_id, tracking_uri = rep.find_trial(
+            args.target, args.trial, workdir=args.workdir, storage=args.storage, overrides=args.overrides
+        )
+    else:
+        run_id, tracking_uri = args.target, default_tracking_uri(Path(args.workdir))
+    tracking_uri = args.tracking_uri or tracking_uri
+    source = rep.load_source(run_id, tracking_uri)
+    cache_dir = Path(args.workdir) / "cache"
+    console = _console()
+    if args.final:
+        out = rep.final(source, cache_dir=cache_dir)
+        if args.json:
+            print(json.dumps(out, indent=2, default=str))
+            return 0
+        console.print(
+            f"final model: trained {out['epochs']} epochs on {len(out['train_subjects'])} subjects; "
+            f"test subjects {', '.join(out['test_subjects'])} (evaluated once)"
+        )
+        console.print("  " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(out["test_metrics"].items())))
+        for subject, metrics in out["per_subject"].items():
+            console.print(f"  {subject}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+        console.print(f"MLflow run {out['run_id']} (source {out['source_run']})")
+        return 0
+    out = rep.reproduce(source, cache_dir=cache_dir, tolerance=args.tolerance)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        style = "green" if out["verdict"] == "MATCH" else "red"
+        console.print(
+            f"[{style}]{out['verdict']}[/{style}]: val {out['metric']} reproduced {out['reproduced']:.6f}, "
+            f"recorded {out['recorded']:.6f}, |Δ| {out['abs_diff']:.2e} (tolerance {out['tolerance']:.0e})"
+            f" · MLflow run {out['run_id']} (source {out['source_run']})"
+        )
+        if out["data_changed"]:
+            console.print(
+                f"[yellow]the windows differ from the source run's (data fingerprint {out['data_fingerprint']} vs "
+                f"{out['source_data_fingerprint']}): data or preprocessing changed since the trial[/yellow]"
+            )
+    return 0 if out["verdict"] == "MATCH" else 1
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from ape_nas.progress import best_of, summary_table
     from ape_nas.sweep import load_status
@@ -402,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models": (cmd_models, "registered model families and their architecture arguments"),
         "spaces": (cmd_spaces, "search-space files and their parameters"),
         "ui": (cmd_ui, "MLflow UI on 127.0.0.1 for a work directory"),
+        "reproduce": (cmd_reproduce, "retrain a recorded trial from its TrialSpec and compare the score (MATCH)"),
         "worker": (cmd_worker, "join a study as one more Optuna worker (or spawn --workers N on this machine)"),
         "data": (None, "inspect data sets and build the window cache"),
     }
@@ -447,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.add_argument("--backend", default=None, help="search backend: optuna or ray (default: backend.name)")
     p.add_argument("--address", default=None, help="ray: address of a running cluster (ray start --head)")
+    _workdir_args(p)
+    _set_args(p)
+    p = parsers["reproduce"]
+    p.add_argument("target", help="experiment YAML file (with --trial) or an MLflow run id")
+    p.add_argument("--trial", default="best", help="trial number or 'best' (default)")
+    p.add_argument("--final", action="store_true", help="retrain on all non-test subjects, evaluate the test subjects")
+    p.add_argument("--tolerance", type=float, default=1e-6, help="largest |difference| that still counts as MATCH")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the study's, or the workdir's)")
+    p.add_argument("--json", action="store_true")
     _workdir_args(p)
     _set_args(p)
     p = parsers["worker"]

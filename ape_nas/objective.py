@@ -54,6 +54,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r".*No positive samples in targets.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*The `srun` command is available on your system.*")
+    warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
 
 
 def _metric_key(spec: TrialSpec) -> str:
@@ -213,7 +214,6 @@ def _fit_fold(
 ) -> FoldResult:
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
-    from lightning.pytorch.plugins.environments import LightningEnvironment
 
     from ape_nas.task import CardiacTask
 
@@ -236,21 +236,7 @@ def _fit_fold(
         patience=int(training["patience"]),
         check_finite=False,
     )
-    trainer = L.Trainer(
-        max_epochs=int(training["max_epochs"]),
-        accelerator=training.get("accelerator", accelerator),
-        precision=training.get("precision", "32-true"),
-        devices=1,
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[monitor, stopper],
-        # one process per trial: never let Lightning read a Slurm/torchelastic job's task layout as its own
-        plugins=[LightningEnvironment()],
-    )
+    trainer = _trainer(spec, int(training["max_epochs"]), [monitor, stopper], accelerator)
     bs = int(spec.optim["batch_size"])
     trainer.fit(task, _loader(ws, idx["train"], bs, True, spec.seed), _loader(ws, idx["val"], bs, False, spec.seed))
     if monitor.pruned:
@@ -273,6 +259,84 @@ def _fit_fold(
         history=monitor.history,
         checkpoint=ckpt,
     )
+
+
+def _trainer(spec: TrialSpec, max_epochs: int, callbacks: list[Any], accelerator: str) -> Any:
+    import lightning as L
+    from lightning.pytorch.plugins.environments import LightningEnvironment
+
+    training = spec.training
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=training.get("accelerator", accelerator),
+        precision=training.get("precision", "32-true"),
+        devices=1,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        # one process per trial: never let Lightning read a Slurm/torchelastic job's task layout as its own
+        plugins=[LightningEnvironment()],
+    )
+
+
+@dataclass
+class FinalResult:
+    split: Split
+    epochs: int
+    test_metrics: dict[str, float]
+    per_subject: dict[str, dict[str, float]]
+    checkpoint: Path
+
+
+def train_final(
+    spec: TrialSpec,
+    epochs: int,
+    *,
+    cache_dir: Path | None = None,
+    tracker: TrialTracker | None = None,
+    accelerator: str = "cpu",
+) -> FinalResult:
+    """Retrain on every non-test subject (training + validation) for a fixed number of epochs, then score the
+    held-out test subjects once, overall and per subject. No model selection happens here.
+    """
+    import lightning as L
+
+    from ape_nas.task import CardiacTask
+
+    quiet_libraries()
+    tracker = tracker or MemoryTracker()
+    ws = prepare_windows(spec.data, cache_dir)
+    first = make_splits(spec.protocol, ws.subjects)[0]
+    split = Split(train=tuple(sorted(first.train + first.val)), val=(), test=first.test)
+    tracker.set_tags(
+        {
+            "split.protocol": "final",
+            "split.train": ",".join(split.train),
+            "split.test": ",".join(split.test),
+            "data_fingerprint": ws.fingerprint,
+        }
+    )
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    train, test = ws.indices(split.train), ws.indices(split.test)
+    k = len(ws.class_names)
+    task = CardiacTask(
+        spec.to_dict(), in_channels=ws.X.shape[1], num_classes=k, class_weights=_class_weights(ws.y[train], k)
+    )
+    trainer = _trainer(spec, epochs, [], accelerator)
+    trainer.fit(task, _loader(ws, train, int(spec.optim["batch_size"]), True, spec.seed))
+    net = task.net.cpu()
+    metrics = evaluate(net, ws, test, "test_")
+    per_subject = {s: evaluate(net, ws, ws.indices([s]), "test_") for s in split.test}
+    tracker.log_metrics(metrics)
+    for subject, values in per_subject.items():
+        tracker.log_metrics({f"{subject}.{m}": v for m, v in values.items()})
+    ckpt = save_checkpoint(spec, net, ws, {}, metrics, epochs - 1, split)
+    tracker.log_artifact(ckpt)
+    return FinalResult(split=split, epochs=epochs, test_metrics=metrics, per_subject=per_subject, checkpoint=ckpt)
 
 
 def save_checkpoint(

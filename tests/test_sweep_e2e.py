@@ -252,3 +252,38 @@ def test_bf16_mixed_precision_trains_deterministically_on_cpu():
     assert spec.training["precision"] == "bf16-mixed"
     first, second = run_trial(spec), run_trial(spec)
     assert first.score == second.score and 0.0 <= first.score <= 1.0
+
+
+def test_reproduce_best_says_match_and_logs_a_tagged_run(swept: Path, capsys: pytest.CaptureFixture[str]):
+    status = _status(swept, capsys)
+    capsys.readouterr()
+    assert main(["reproduce", QUICKSTART, "--workdir", str(swept), "--json", *SMALL]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "MATCH" and out["abs_diff"] <= 1e-6 and not out["data_changed"]
+    assert out["source_run"] == status["best"]["mlflow_run_id"]
+    assert out["recorded"] == pytest.approx(status["best"]["value"])
+    run = MlflowClient(status["tracking_uri"]).get_run(out["run_id"])
+    assert run.data.tags["ape_nas.role"] == "reproduce" and run.data.tags["ape_nas.source_run"] == out["source_run"]
+    assert run.data.tags["ape_nas.reproduce.verdict"] == "MATCH"
+    assert run.data.metrics["reproduced_score"] == pytest.approx(run.data.metrics["recorded_score"], abs=1e-6)
+
+
+def test_reproduce_final_trains_on_non_test_subjects_and_scores_test_once(
+    swept: Path, capsys: pytest.CaptureFixture[str]
+):
+    status = _status(swept, capsys)
+    best_run = MlflowClient(status["tracking_uri"]).get_run(status["best"]["mlflow_run_id"])
+    capsys.readouterr()
+    assert main(["reproduce", QUICKSTART, "--workdir", str(swept), "--final", "--json", *SMALL]) == 0
+    out = json.loads(capsys.readouterr().out)
+    tags = best_run.data.tags
+    assert set(out["train_subjects"]) == set(tags["split.train"].split(",")) | set(tags["split.val"].split(","))
+    assert set(out["test_subjects"]) == set(tags["split.test"].split(","))
+    assert out["epochs"] == int(best_run.data.metrics["best_epoch"]) + 1
+    assert set(out["per_subject"]) == set(out["test_subjects"])
+    assert 0.0 <= out["test_metrics"]["test_f1_macro"] <= 1.0
+
+
+def test_reproduce_unknown_trial_is_a_user_error(swept: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["reproduce", QUICKSTART, "--workdir", str(swept), "--trial", "999", *SMALL]) == 2
+    assert "no trial 999" in capsys.readouterr().err
