@@ -169,7 +169,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "study": exp.name,
-            "storage": backend.storage_url,
+            "storage": backend.storage_label,
             "tracking_uri": attrs.get("tracking_uri"),
             "mlflow_experiment_id": attrs.get("mlflow_experiment_id"),
             "parent_run_id": attrs.get("mlflow_parent_run_id"),
@@ -183,7 +183,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     console.print(summary_table(records, exp.direction, exp.objective["metric"], limit=10_000))
-    console.print(f"study {exp.name} · {backend.storage_url} · MLflow {attrs.get('tracking_uri')}")
+    console.print(f"study {exp.name} · {backend.storage_label} · MLflow {attrs.get('tracking_uri')}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ from rich.console import Console
 from ape_nas.backends import Backend, TrialRecord, make_backend
 from ape_nas.baseline import BaselineResult, hrv_baseline
 from ape_nas.config.experiment import ExperimentConfig, load_experiment
+from ape_nas.errors import UserError
 from ape_nas.progress import SweepProgress, best_of
 from ape_nas.space import Space, load_space
-from ape_nas.tracking import SweepTracker, default_tracking_uri
+from ape_nas.tracking import SweepTracker, TrialRun, default_tracking_uri
+
+STALE_NOTE = "worker died (no heartbeat)"
 
 
 @dataclass
@@ -123,11 +127,13 @@ class SweepSession:
     console: Console
 
 
-def open_sweep(plan: SweepPlan, console: Console | None = None) -> SweepSession:
+def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = False) -> SweepSession:
     """Prepare data (before anything else is written), open the study and the MLflow parent run.
 
     The parent run is the one recorded in the study if it exists in this tracking store; otherwise a new one
-    is created and recorded. Workers of the same study call this too and share the recorded parent.
+    is created and recorded. Workers of the same study call this too and share the recorded parent: the
+    check-and-create runs under the study's mutex (``backend.exclusive``), so workers starting at once end up
+    with ONE parent. ``join=True`` (workers): a study that records another MLflow tracking store is an error.
     """
     from ape_nas.data.prepare import prepare_windows
     from ape_nas.trial_runner import TrialRunner
@@ -142,27 +148,44 @@ def open_sweep(plan: SweepPlan, console: Console | None = None) -> SweepSession:
     console.print(data_line(windows))
 
     backend.open(create=True)
-    tracker = SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
-    attrs = backend.attrs()
-    same_store = attrs.get("tracking_uri") == plan.tracking_uri
-    parent = tracker.open_parent(
-        attrs.get("mlflow_parent_run_id") if same_store else None,
-        name=f"sweep-{exp.name}",
-        tags={
-            "ape_nas.study": exp.name,
-            "ape_nas.backend": backend.name,
-            "ape_nas.storage": backend.storage_url,
-            "data_fingerprint": windows.fingerprint,
-        },
-        params=_parent_params(exp),
-    )
-    backend.set_attrs(
-        {
-            "mlflow_parent_run_id": parent.run_id,
-            "tracking_uri": plan.tracking_uri,
-            "mlflow_experiment_id": tracker.experiment_id,
-        }
-    )
+    recorded = backend.attrs().get("tracking_uri")
+    if join and recorded not in (None, plan.tracking_uri):
+        raise UserError(
+            f"study {exp.name!r} logs to MLflow at {recorded}, this worker would log to {plan.tracking_uri}: "
+            f"pass --tracking-uri {recorded}"
+        )
+    if hasattr(backend, "on_stale_trial"):  # a trial whose worker died: its MLflow run ends FAILED
+        backend.on_stale_trial = lambda record: _close_stale_run(plan.tracking_uri, record)
+
+    def tracker_() -> SweepTracker:
+        return SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
+
+    # A store the study already records exists: open it outside the mutex. A new one (first run) is created
+    # inside it, so that concurrent workers do not initialise the same MLflow database at once.
+    tracker = tracker_() if recorded == plan.tracking_uri else None
+    exclusive = getattr(backend, "exclusive", None)
+    with exclusive("mlflow-parent") if exclusive is not None else nullcontext():
+        tracker = tracker or tracker_()
+        attrs = backend.attrs()
+        same_store = attrs.get("tracking_uri") == plan.tracking_uri
+        parent = tracker.open_parent(
+            attrs.get("mlflow_parent_run_id") if same_store else None,
+            name=f"sweep-{exp.name}",
+            tags={
+                "ape_nas.study": exp.name,
+                "ape_nas.backend": backend.name,
+                "ape_nas.storage": getattr(backend, "storage_label", backend.storage_url),
+                "data_fingerprint": windows.fingerprint,
+            },
+            params=_parent_params(exp),
+        )
+        backend.set_attrs(
+            {
+                "mlflow_parent_run_id": parent.run_id,
+                "tracking_uri": plan.tracking_uri,
+                "mlflow_experiment_id": tracker.experiment_id,
+            }
+        )
     parent.log_text(json.dumps(exp.to_dict(), indent=2, default=str), "experiment.json")
     parent.log_text(Path(space.path).read_text(), f"space/{Path(space.path).name}")
     summary = {
@@ -225,7 +248,7 @@ def run_sweep(
         best=best,
         parent_run_id=parent.run_id,
         tracking_uri=plan.tracking_uri,
-        storage=backend.storage_url,
+        storage=getattr(backend, "storage_label", backend.storage_url),
         new_trials=sorted({r.number for r in records} - before),
         interrupted=interrupted,
         baseline=session.baseline,
@@ -240,7 +263,13 @@ def _finish_parent(
     metric: str,
     elapsed: float,
     interrupted: bool,
+    status: str | None = "",
 ) -> None:
+    """Write counts, best trial, plots and trials.json to the parent run and end it.
+
+    ``status``: the MLflow status to end with ("" = FINISHED, or KILLED when interrupted); None leaves the
+    status as it is (a worker leaving while other workers' trials still run).
+    """
     parent = tracker.parent
     assert parent is not None
     counts = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed")}
@@ -257,7 +286,14 @@ def _finish_parent(
         parent.log_figure(fig, f"plots/{name}")
         plt.close(fig)
     parent.log_text(json.dumps([r.to_dict() for r in records], indent=2, default=str), "trials.json")
-    tracker.finish_parent("KILLED" if interrupted else "FINISHED")
+    if status is not None:
+        tracker.finish_parent(status or ("KILLED" if interrupted else "FINISHED"))
+
+
+def _close_stale_run(tracking_uri: str, record: TrialRecord) -> None:
+    """The MLflow run of a trial that Optuna failed because its worker stopped beating: end it FAILED."""
+    if record.run_id:
+        TrialRun(tracking_uri, record.run_id).close("failed", STALE_NOTE)
 
 
 def load_status(

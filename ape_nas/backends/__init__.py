@@ -11,6 +11,7 @@ from ape_nas.errors import UnknownNameError
 # name -> "module:class"; a backend's heavy imports happen only when it is chosen.
 BACKENDS: dict[str, str] = {
     "optuna": "ape_nas.backends.optuna_backend:OptunaBackend",
+    "ray": "ape_nas.backends.ray_backend:RayBackend",
 }
 
 

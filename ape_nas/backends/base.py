@@ -101,6 +101,11 @@ class Backend(ABC):
     @abstractmethod
     def storage_url(self) -> str: ...
 
+    @property
+    def storage_label(self) -> str:
+        """The storage for output and tags, with any password hidden."""
+        return self.storage_url
+
     def figures(self) -> dict[str, Any]:
         """Matplotlib figures of the study (history, importances, parallel coordinates); may be empty."""
         return {}

@@ -1,20 +1,39 @@
-"""Optuna backend: samplers and pruners by exact name, an RDB study storage, resumable studies.
+"""Optuna backend: samplers and pruners by exact name, a shared study storage, resumable studies.
 
-The study lives in ``<workdir>/optuna.db`` (SQLite) unless ``backend.storage`` or ``--storage`` gives any
-SQLAlchemy URL. Re-running the same experiment loads the same study (same name) and adds trials to it.
+The study lives in ``<workdir>/optuna.db`` (SQLite) unless ``backend.storage`` or ``--storage`` gives another
+storage: any SQLAlchemy URL (PostgreSQL for several workers: ``postgresql://user:pass@host/db``) or an Optuna
+journal file on a shared file system without a database server: ``journal:///abs/path/study.log`` (or
+``journal://relative/path.log``). Re-running the same experiment loads the same study (same name) and adds trials.
+
+Crashed workers: every running trial records a heartbeat (RDB: Optuna's own; journal: the same Optuna
+mechanism, recorded as a trial system attribute). When a trial's heartbeat is older than the grace period, the
+next worker that starts a trial marks it FAIL (``optuna.storages.fail_stale_trials``), ``on_stale_trial`` closes
+its MLflow run, and ``RetryHeartbeatStaleTrialCallback`` enqueues a retry with the same parameters (user attr
+``retry_of``). Interval, grace and retries: ``APE_NAS_HEARTBEAT_S`` (30), ``APE_NAS_HEARTBEAT_GRACE_S``
+(4 × interval) and ``APE_NAS_TRIAL_RETRIES`` (1).
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
+import os
+import random
+import socket
 import time
+import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
 from ape_nas.config.experiment import ExperimentConfig
@@ -40,6 +59,12 @@ PRUNERS: dict[str, str] = {
     "none": "NopPruner",
 }
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+JOURNAL_SCHEME = "journal://"
+HEARTBEAT_S = 30  # a running trial records a heartbeat this often
+GRACE_FACTOR = 4  # ... and is stale (its worker died) after GRACE_FACTOR intervals without one
+TRIAL_RETRIES = 1  # a trial whose worker died is run again this many times (same parameters)
+_HEARTBEAT_ATTR = "ape_nas:heartbeat"  # journal storage: time.time() of the last heartbeat
+_log = logging.getLogger(__name__)
 
 
 def quiet_optuna() -> None:
@@ -51,6 +76,105 @@ def quiet_optuna() -> None:
 
 def default_storage(workdir: Path) -> str:
     return f"sqlite:///{(Path(workdir) / 'optuna.db').resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an ``sqlite:///`` URL (None for other storages and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def journal_path(url: str) -> Path | None:
+    """The log file of a ``journal://`` storage: ``journal:///abs/path.log`` or ``journal://rel/path.log``."""
+    return Path(url[len(JOURNAL_SCHEME) :]) if url.startswith(JOURNAL_SCHEME) else None
+
+
+def _env_int(name: str, default: int, low: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r}: expected a whole number >= {low}") from None
+    if value < low:
+        raise UserError(f"{name}={raw!r}: expected a whole number >= {low}")
+    return value
+
+
+def heartbeat_settings() -> tuple[int, int, int]:
+    """(heartbeat interval s, grace period s, retries) from the environment, with the defaults above."""
+    interval = _env_int("APE_NAS_HEARTBEAT_S", HEARTBEAT_S, 1)
+    grace = _env_int("APE_NAS_HEARTBEAT_GRACE_S", GRACE_FACTOR * interval, 1)
+    if grace <= interval:
+        raise UserError(f"APE_NAS_HEARTBEAT_GRACE_S={grace} must be longer than the heartbeat interval {interval} s")
+    return interval, grace, _env_int("APE_NAS_TRIAL_RETRIES", TRIAL_RETRIES, 0)
+
+
+class _RDBStorage(RDBStorage):
+    """RDBStorage whose heartbeat thread survives a transient database error (it beats again next interval)."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:  # Optuna's heartbeat thread would die on it and the live trial turn stale
+            _log.warning("heartbeat of trial id %s not recorded: %s", trial_id, exc)
+
+
+class _JournalStorage(JournalStorage, BaseHeartbeat):
+    """Journal storage with Optuna's heartbeat protocol (Optuna 5.0 has it for RDB storages only).
+
+    The heartbeat is a trial system attribute holding the writer's ``time.time()``; stale means older than the
+    grace period by the reader's clock (hosts sharing a file system keep their clocks in sync within seconds).
+    """
+
+    def __init__(
+        self,
+        log: Any,
+        *,
+        heartbeat_interval: int,
+        grace_period: int,
+        heartbeat_stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None,
+    ) -> None:
+        super().__init__(log)
+        self._beat_interval = heartbeat_interval
+        self._beat_grace = grace_period
+        self._beat_callback = heartbeat_stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self.set_trial_system_attr(trial_id, _HEARTBEAT_ATTR, time.time())
+        except Exception as exc:  # finished meanwhile, or a transient file-system error: beat again next time
+            _log.debug("heartbeat of trial id %s not recorded: %s", trial_id, exc)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        return [
+            t._trial_id
+            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if _HEARTBEAT_ATTR in t.system_attrs and now - float(t.system_attrs[_HEARTBEAT_ATTR]) > self._beat_grace
+        ]
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._beat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._beat_callback
+
+
+def _transient(exc: BaseException) -> bool:
+    """Errors worth another try: several workers creating the tables of a fresh database at once (all but one
+    get a unique-violation or "already exists"), a server that is starting. Not: bad password, missing database."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.ProgrammingError | sqlalchemy.exc.InternalError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
+        text = str(exc).lower()
+        return not any(s in text for s in ("authentication", "does not exist", "permission denied", "no such"))
+    return False
 
 
 class _Handle:
@@ -85,13 +209,47 @@ class OptunaBackend(Backend):
     def __init__(self, experiment: ExperimentConfig, workdir: Path, storage: str | None = None) -> None:
         self.experiment = experiment
         self.workdir = Path(workdir)
-        self._storage_url = storage or experiment.backend["storage"] or default_storage(self.workdir)
+        url = storage or experiment.backend["storage"] or default_storage(self.workdir)
+        if url.startswith(JOURNAL_SCHEME) and url[len(JOURNAL_SCHEME) :]:
+            url = JOURNAL_SCHEME + str(Path(url[len(JOURNAL_SCHEME) :]).resolve())  # same file from any cwd
+        self._storage_url = url
         self.study: optuna.Study | None = None
+        self._store: optuna.storages.BaseStorage | None = None
+        # set by the sweep: called with the record of a trial whose worker died (no heartbeat), before its retry
+        self.on_stale_trial: Callable[[TrialRecord], None] | None = None
+        # several workers share the study: each samples with its own seed, and TPE counts running trials
+        self.parallel = False
+        self._seed_offset = 0
+        self._retries = TRIAL_RETRIES
         quiet_optuna()
 
     @property
     def storage_url(self) -> str:
         return self._storage_url
+
+    @property
+    def storage_label(self) -> str:
+        """The storage URL for output and tags: any password hidden."""
+        if "@" not in self._storage_url or self._storage_url.startswith(JOURNAL_SCHEME):
+            return self._storage_url
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self._storage_url).render_as_string(hide_password=True)
+        except Exception:
+            return self._storage_url
+
+    @property
+    def storage_kind(self) -> str:
+        """``journal``, ``sqlite`` or ``rdb`` (a database server such as PostgreSQL)."""
+        if self._storage_url.startswith(JOURNAL_SCHEME):
+            return "journal"
+        return "sqlite" if self._storage_url.startswith("sqlite") else "rdb"
+
+    def use_parallel(self) -> None:
+        """This process is one of several workers of the study: its own sampler seed, TPE's constant liar."""
+        self.parallel = True
+        self._seed_offset = random.SystemRandom().randrange(1, 2**30)
 
     def _build(self, kind: str, table: dict[str, str], defaults: dict[str, Any]) -> Any:
         cfg = self.experiment.backend
@@ -105,6 +263,8 @@ class OptunaBackend(Backend):
                 )
         kwargs = {k: v for k, v in defaults.items() if k in accepted and k not in options}
         kwargs.update(options)
+        if kind == "sampler" and self._seed_offset and isinstance(kwargs.get("seed"), int):
+            kwargs["seed"] = (kwargs["seed"] + self._seed_offset) % 2**31  # workers must not draw the same points
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -113,7 +273,10 @@ class OptunaBackend(Backend):
             ) from None
 
     def sampler(self) -> optuna.samplers.BaseSampler:
-        return self._build("sampler", SAMPLERS, {"seed": self.experiment.seed})
+        defaults: dict[str, Any] = {"seed": self.experiment.seed}
+        if self.parallel:
+            defaults["constant_liar"] = True  # TPE: running trials of other workers count as bad, not as absent
+        return self._build("sampler", SAMPLERS, defaults)
 
     def pruner(self) -> optuna.pruners.BasePruner:
         max_epochs = self.experiment.training["max_epochs"]
@@ -125,36 +288,101 @@ class OptunaBackend(Backend):
     def validate(self) -> None:
         self.sampler()
         self.pruner()
-        if "://" not in self._storage_url:
+        heartbeat_settings()
+        url = self._storage_url
+        if url.startswith(JOURNAL_SCHEME):
+            if url == JOURNAL_SCHEME:
+                raise UserError(f"storage {url!r}: expected journal:///absolute/path/study.log")
+            return
+        if "://" not in url:
             raise UserError(
-                f"storage {self._storage_url!r}: expected an SQLAlchemy URL such as "
-                "sqlite:///path/optuna.db or postgresql://user@host/db"
+                f"storage {url!r}: expected an SQLAlchemy URL such as sqlite:///path/optuna.db or "
+                "postgresql://user:pass@host/db, or a journal file: journal:///path/study.log"
             )
+        self._sqlalchemy_url()
 
-    def _storage(self) -> optuna.storages.RDBStorage:
-        kwargs: dict[str, Any] = {}
+    def _sqlalchemy_url(self) -> str:
+        """The URL handed to SQLAlchemy: plain ``postgresql://`` picks whichever driver is installed.
+
+        (SQLAlchemy 2.1 maps it to psycopg 3; the ``postgres`` extra installs psycopg2.)"""
+        url = self._storage_url
+        scheme, rest = url.split("://", 1)
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+            return url
+        wanted = {"postgresql+psycopg2": ["psycopg2"], "postgresql+psycopg": ["psycopg"]}.get(
+            scheme, ["psycopg", "psycopg2"]
+        )
+        for module in wanted:
+            try:
+                __import__(module)
+            except ImportError:
+                continue
+            return f"postgresql+{module}://{rest}"
+        raise UserError(
+            f"storage {self.storage_label}: the PostgreSQL driver is missing: pip install 'ape-nas[postgres]'"
+        )
+
+    def _on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna failed ``trial`` (no heartbeat): close its MLflow run, then enqueue the retry."""
+        if self.on_stale_trial is not None:
+            try:
+                self.on_stale_trial(self._record(trial))
+            except Exception as exc:  # the retry matters more than the MLflow bookkeeping
+                _log.warning("trial %s: could not close its MLflow run: %s", trial.number, exc)
+        retry = copy.deepcopy(trial)
+        retry.user_attrs = {"retry_of": trial.number}  # spec, model and MLflow run id are the retry's own
+        retry.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != _HEARTBEAT_ATTR}
+        RetryHeartbeatStaleTrialCallback(max_retry=self._retries)(study, retry)
+
+    def _storage(self) -> optuna.storages.BaseStorage:
+        interval, grace, self._retries = heartbeat_settings()
+        beat: dict[str, Any] = {
+            "heartbeat_interval": interval,
+            "grace_period": grace,
+            "heartbeat_stale_trial_callback": self._on_stale,
+        }
+        journal = journal_path(self._storage_url)
+        if journal is not None:
+            from optuna.storages.journal import JournalFileBackend
+
+            try:
+                return _JournalStorage(JournalFileBackend(str(journal)), **beat)
+            except OSError as exc:
+                raise UserError(f"storage {self._storage_url}: cannot open ({exc})") from None
         if self._storage_url.startswith("sqlite"):
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        try:
-            return optuna.storages.RDBStorage(self._storage_url, **kwargs)
-        except Exception as exc:
-            raise UserError(f"storage {self._storage_url}: cannot open ({type(exc).__name__}: {exc})") from None
+            engine: dict[str, Any] = {"connect_args": {"timeout": 60}}
+        else:  # a server: connections of long-lived workers may be closed by it between two trials
+            engine = {"pool_pre_ping": True}
+        url, attempts = self._sqlalchemy_url(), 5
+        for attempt in range(1, attempts + 1):
+            try:
+                return _RDBStorage(url, engine_kwargs=engine, **beat)
+            except Exception as exc:
+                # several workers creating the tables of a fresh database at once: all but one fail once
+                if attempt < attempts and _transient(exc):
+                    time.sleep(random.uniform(0.2, 0.5) * 2**attempt)
+                    continue
+                raise UserError(f"storage {self.storage_label}: cannot open ({type(exc).__name__}: {exc})") from None
+        raise AssertionError("unreachable")
 
     def open(self, create: bool = True) -> None:
         name = self.experiment.name
+        local = sqlite_path(self._storage_url) or journal_path(self._storage_url)
         if not create:
-            if self._storage_url.startswith("sqlite:///") and not Path(self._storage_url[10:]).exists():
+            if local is not None and not local.exists():
                 raise UserError(f"no study {name!r}: {self._storage_url} does not exist; run `ape-nas sweep` first")
+            self._store = self._storage()
             try:
-                self.study = optuna.load_study(study_name=name, storage=self._storage())
+                self.study = optuna.load_study(study_name=name, storage=self._store)
             except KeyError:
-                raise UserError(f"no study {name!r} in {self._storage_url}; run `ape-nas sweep` first") from None
+                raise UserError(f"no study {name!r} in {self.storage_label}; run `ape-nas sweep` first") from None
             return
-        if self._storage_url.startswith("sqlite:///"):
-            Path(self._storage_url[10:]).parent.mkdir(parents=True, exist_ok=True)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+        self._store = self._storage()
         self.study = optuna.create_study(
             study_name=name,
-            storage=self._storage(),
+            storage=self._store,
             sampler=self.sampler(),
             pruner=self.pruner(),
             direction=self.experiment.direction,
@@ -196,6 +424,59 @@ class OptunaBackend(Backend):
             gc_after_trial=False,
             show_progress_bar=False,
         )
+
+    def fail_stale_trials(self) -> None:
+        """Fail trials whose worker died (no heartbeat within the grace period); each is retried once."""
+        assert self.study is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+
+    @contextmanager
+    def exclusive(self, key: str, *, timeout_s: float = 600.0, stale_s: float = 120.0) -> Iterator[None]:
+        """A mutex among every process that uses this study's storage (workers on any host).
+
+        Holding it = the marker study ``<study>::lock:<key>`` exists. Creating a study is atomic in every Optuna
+        storage (a unique name in the RDB, the order of the log in a journal), so exactly one contender creates
+        it (the others get DuplicatedStudyError and poll); the holder deletes it when done. A marker unchanged
+        for ``stale_s`` belonged to a process that died inside the critical section: it is removed.
+        """
+        storage = self._store
+        assert storage is not None, "open() first"
+        name = f"{self.experiment.name}::lock:{key}"
+        holder = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
+        seen: dict[tuple[int, str], float] = {}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                lock_id = storage.create_new_study([StudyDirection.MINIMIZE], name)
+            except optuna.exceptions.DuplicatedStudyError:
+                pass
+            else:
+                storage.set_study_user_attr(lock_id, "holder", {**holder, "since": time.time()})
+                break
+            try:
+                other = storage.get_study_id_from_name(name)
+                token = str((storage.get_study_user_attrs(other).get("holder") or {}).get("token"))
+            except KeyError:  # released in the meantime
+                continue
+            first = seen.setdefault((other, token), time.monotonic())
+            if time.monotonic() - first > stale_s:
+                _log.warning("removing lock %r left by a process that died while holding it", name)
+                with suppress(KeyError):
+                    storage.delete_study(other)
+                continue
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"study {self.experiment.name!r} in {self.storage_label}: could not take the lock {name!r} within "
+                    f"{timeout_s:g} s (other workers held it all that time)"
+                )
+            time.sleep(random.uniform(0.1, 0.3))
+        try:
+            yield
+        finally:
+            with suppress(KeyError):  # KeyError: removed as stale by another process, nothing to release
+                storage.delete_study(lock_id)
 
     @staticmethod
     def _record(ft: optuna.trial.FrozenTrial) -> TrialRecord:
