@@ -64,7 +64,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"[bold]ape-nas sweep[/bold] {exp.name}: space {plan.space.name} "
         f"({', '.join(plan.space.family_names)}), {exp.budget['trials']} trials, "
         f"objective val {exp.objective['metric']} ({exp.direction}), backend {exp.backend['name']} "
-        f"[{exp.backend['sampler']} / {exp.backend['pruner']}]"
+        f"{_search_label(exp.backend)}"
     )
     outcome = run_sweep(plan, progress=not args.no_progress)
     console.print(summary_table(outcome.records, exp.direction, exp.objective["metric"]))
@@ -83,6 +83,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         console.print("[yellow]interrupted: re-run the same command to continue the study[/yellow]")
         return 130
     return 0
+
+
+def _search_label(backend: dict[str, Any]) -> str:
+    """``\\[tpe / median]`` (escaped: rich would read the brackets as markup); Ray adds its scheduler."""
+    parts = [str(backend["sampler"]), str(backend["pruner"])]
+    if backend["name"] == "ray":
+        parts = [str(backend["sampler"]), f"scheduler {backend.get('scheduler')}"]
+    return "\\[" + " / ".join(parts) + "]"
 
 
 def _baseline_comparison(baseline: Any, best: float, metric: str, direction: str) -> str:
@@ -433,11 +441,47 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ape_nas.handoff.export import cli_export
+
+    return cli_export(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ape_nas.handoff.predict import cli_predict
+
+    return cli_predict(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ape_nas.handoff.predict import cli_evaluate
+
+    return cli_evaluate(args)
+
+
+def _reader_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", default=None, help="reader to use instead of detecting it from the layout")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="reader parameter, e.g. --set task=phases (repeatable)",
+    )
+
+
+def _recordings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="bundle folder written by `ape-nas export`")
+    p.add_argument("--data", required=True, help="recordings: a folder or file in any supported reader format")
+    _reader_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ape-nas",
         description="Architecture search for cardiac-emotion models: "
-        "sweeps with Optuna, every trial tracked in MLflow.",
+        "sweeps with Optuna or Ray Tune, every trial tracked in MLflow.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('ape_nas').__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -450,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ui": (cmd_ui, "MLflow UI on 127.0.0.1 for a work directory"),
         "reproduce": (cmd_reproduce, "retrain a recorded trial from its TrialSpec and compare the score (MATCH)"),
         "worker": (cmd_worker, "join a study as one more Optuna worker (or spawn --workers N on this machine)"),
+        "export": (cmd_export, "write a self-contained bundle (ONNX, TorchScript, preprocessing, model card)"),
+        "predict": (cmd_predict, "run a bundle on new recordings through onnxruntime (probabilities per window)"),
+        "evaluate": (cmd_evaluate, "run a bundle on labelled recordings: metrics per subject, confusion matrix"),
         "data": (None, "inspect data sets and build the window cache"),
     }
     parsers = {}
@@ -466,15 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_data_inspect)
     p.add_argument("target", help="data folder or file, or a benchmark name (e.g. synthetic)")
-    p.add_argument("--benchmark", default=None, help="reader to use instead of detecting it from the layout")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="reader parameter, e.g. --set task=phases (repeatable)",
-    )
+    _reader_args(p)
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling (WESAD): only for trusted files")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p = data.add_parser(
@@ -513,6 +552,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: SQLite in the work directory)")
     _workdir_args(p)
     _set_args(p)
+    p = parsers["export"]
+    p.add_argument("target", help="MLflow run id of a trial, or an experiment YAML file (its best trial)")
+    p.add_argument("--out", required=True, help="bundle folder to write (must not exist or be empty)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the study's, or the workdir's)")
+    p.add_argument("--model-name", default=None, help="registered model name (default: ape-nas-<experiment>)")
+    p.add_argument("--no-register", action="store_true", help="do not register the bundle in the MLflow registry")
+    p.add_argument("--latency-runs", type=int, default=200, help="timed batch-1 runs for the model card")
+    _workdir_args(p)
+    _set_args(p)
+    _recordings_args(parsers["predict"])
+    parsers["predict"].add_argument("--out", default="predictions.csv", help="CSV of per-window probabilities")
+    p = parsers["evaluate"]
+    _recordings_args(p)
+    p.add_argument("--out", default=None, help="folder for evaluation.json and .png (default: next to the bundle)")
+    p.add_argument("--labelled-only", action="store_true", help="skip recordings/windows without labels")
     for name in ("status", "best"):
         p = parsers[name]
         p.add_argument("experiment", help="experiment YAML file")

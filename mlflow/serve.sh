@@ -34,10 +34,25 @@ extra=()
 if [[ -n "${MLFLOW_ALLOWED_HOSTS:-}" ]]; then
   extra+=(--allowed-hosts "$MLFLOW_ALLOWED_HOSTS")
 fi
+py="${PYTHON:-python3}"
+store="$MLFLOW_BACKEND_STORE_URI"
+# SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; ape-nas[postgres] installs psycopg2: name the driver present.
+case "$store" in
+  postgresql://* | postgres://*)
+    if ! "$py" -c 'import psycopg' 2>/dev/null; then
+      if "$py" -c 'import psycopg2' 2>/dev/null; then
+        store="postgresql+psycopg2://${store#*://}"
+      else
+        echo "serve.sh: no PostgreSQL driver for $py: pip install 'ape-nas[postgres]'" >&2
+        exit 2
+      fi
+    fi
+    ;;
+esac
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 echo "MLflow tracking server: http://${host}:${port}  (store ${MLFLOW_BACKEND_STORE_URI%%://*}://…, artifacts ${MLFLOW_ARTIFACTS_DESTINATION})"
-exec "${PYTHON:-python3}" -m mlflow server \
-  --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \
+exec "$py" -m mlflow server \
+  --backend-store-uri "$store" \
   --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION" \
   --serve-artifacts \
   --host "$host" --port "$port" --workers "$workers" "${extra[@]}"

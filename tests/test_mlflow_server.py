@@ -70,11 +70,18 @@ def server(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     url = f"http://127.0.0.1:{port}"
     try:
         assert url in proc.stdout.readline()
-        wait_http(f"{url}/health", proc, timeout_s=90)
+        try:
+            wait_http(f"{url}/health", proc, timeout_s=90)
+        except AssertionError as exc:  # show why the server stopped, not only that it did
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+            tail = proc.communicate(timeout=30)[0][-3000:]
+            raise AssertionError(f"{exc}\n--- server output (tail) ---\n{tail}") from None
         yield url, artifacts
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def test_serve_sh_refuses_without_settings():

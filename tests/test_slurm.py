@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "slurm"
@@ -198,12 +199,63 @@ def test_optuna_worker_array_shares_one_study(storage_kind: str | None, tmp_path
 def _delete_pg_study(study: str, url: str) -> None:
     import optuna
 
-    scheme, rest = url.split("://", 1)
-    if scheme in ("postgresql", "postgres"):  # SQLAlchemy's default driver is psycopg 3; the extra installs psycopg2
-        try:
-            import psycopg2  # noqa: F401
+    from ape_nas.dburl import with_pg_driver
 
-            url = f"postgresql+psycopg2://{rest}"
-        except ImportError:
-            url = f"postgresql+psycopg://{rest}"
-    optuna.delete_study(study_name=study, storage=url)
+    optuna.delete_study(study_name=study, storage=with_pg_driver(url, "storage"))
+
+
+@pytest.mark.slow
+def test_ray_cluster_script_runs_a_ray_sweep_inside_one_allocation(tmp_path: Path):
+    """ray_cluster.sbatch on the single test node: Ray head started by srun, `ape-nas sweep --backend ray
+    --address` as the driver, 2 trials side by side (one CPU each), Ray stopped at the end."""
+    _require_slurm()
+    ray_exe = APE_NAS.with_name("ray")
+    assert APE_NAS.is_file() and ray_exe.is_file(), f"ape-nas and ray must be installed beside {sys.executable}"
+    study = f"slurm_ray_{uuid.uuid4().hex[:10]}"
+    workdir, logs = tmp_path / "w", tmp_path / "logs"
+    logs.mkdir()
+    overrides = [*TINY, f"name={study}", "backend.max_concurrent=2", "backend.cpus_per_trial=1"]
+    port = free_port()
+    env = {
+        **os.environ,
+        "EXPERIMENT": str(QUICKSTART),
+        "WORKDIR": str(workdir),
+        "TRIALS": "2",
+        "APE_NAS": str(APE_NAS),
+        "RAY": str(ray_exe),
+        "RAY_PORT": str(port),
+        "RAY_WAIT_S": "120",
+        "OVERRIDES": " ".join(overrides),
+    }
+    submit = [
+        "sbatch",
+        "--parsable",
+        "--nodes=1",
+        "--cpus-per-task=2",
+        "--time=10",
+        f"--job-name={study}",
+        f"--chdir={tmp_path}",
+        f"--output={logs}/%x-%j.out",
+        f"--error={logs}/%x-%j.out",
+        str(RAY_SCRIPT),
+    ]
+    proc = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, f"sbatch failed: {proc.stderr}"
+    job_id = proc.stdout.strip().split(";")[0]
+    _wait_for_job(job_id, logs)
+    context = f"{_job_states(job_id)}\n{_logs_text(logs)}"
+    assert "ExitCode=0:0" in _job_states(job_id), context
+    out = next(logs.glob(f"*-{job_id}.out")).read_text(errors="replace")
+    assert "--backend ray --address" in out and "1 node(s) up" in out, context
+    assert "ray_cluster: stopping Ray" in out, context
+
+    status_cmd = [str(APE_NAS), "status", str(QUICKSTART), "--workdir", str(workdir), "--json"]
+    status_cmd += [arg for kv in [*overrides, "backend.name=ray"] for arg in ("--set", kv)]
+    proc = subprocess.run(status_cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"ape-nas status failed: {proc.stderr}\n{context}"
+    status = json.loads(proc.stdout)
+    assert sorted(t["number"] for t in status["trials"]) == [0, 1], context
+    assert status["counts"]["complete"] == 2, f"{status['counts']}\n{context}"
+    # nothing of the cluster is left running on the node
+    left = subprocess.run(["pgrep", "-f", f"gcs_server.*{port}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", f"Ray processes left: {left.stdout}"

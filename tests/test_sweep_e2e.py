@@ -8,27 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _common import QUICKSTART, ROOT, SMALL
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
 from ape_nas.objective import run_trial
 from ape_nas.spec import TrialSpec
-
-ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
-# A smaller, faster variant of the quickstart for tests (same files, overridden from the command line).
-SMALL = [
-    "--set",
-    "data.params.subjects=8",
-    "--set",
-    "data.params.minutes_per_state=1.0",
-    "--set",
-    "training.max_epochs=3",
-    "--set",
-    "protocol.test_subjects=2",
-    "--set",
-    "protocol.val_subjects=2",
-]
 
 pytestmark = pytest.mark.slow
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
 from ape_nas.config.experiment import ExperimentConfig
 from ape_nas.config.schema import unknown_key_error
+from ape_nas.dburl import with_pg_driver
 from ape_nas.errors import UserError
 from ape_nas.reporting import TrialPruned
 
@@ -302,25 +303,7 @@ class OptunaBackend(Backend):
         self._sqlalchemy_url()
 
     def _sqlalchemy_url(self) -> str:
-        """The URL handed to SQLAlchemy: plain ``postgresql://`` picks whichever driver is installed.
-
-        (SQLAlchemy 2.1 maps it to psycopg 3; the ``postgres`` extra installs psycopg2.)"""
-        url = self._storage_url
-        scheme, rest = url.split("://", 1)
-        if scheme not in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
-            return url
-        wanted = {"postgresql+psycopg2": ["psycopg2"], "postgresql+psycopg": ["psycopg"]}.get(
-            scheme, ["psycopg", "psycopg2"]
-        )
-        for module in wanted:
-            try:
-                __import__(module)
-            except ImportError:
-                continue
-            return f"postgresql+{module}://{rest}"
-        raise UserError(
-            f"storage {self.storage_label}: the PostgreSQL driver is missing: pip install 'ape-nas[postgres]'"
-        )
+        return with_pg_driver(self._storage_url, f"storage {self.storage_label}")
 
     def _on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna failed ``trial`` (no heartbeat): close its MLflow run, then enqueue the retry."""

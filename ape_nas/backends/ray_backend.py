@@ -10,6 +10,15 @@ What lives where (``<workdir>`` is ``--workdir``):
 - ``<workdir>/ray/<experiment>/run-NNN/``: Ray's experiment folder of each ``ape-nas sweep`` command, for
   ``Tuner.restore``. The study attribute ``ray_runs`` lists them with the trials each was asked for.
 
+Trials: ``backend.max_concurrent`` at a time (``reuse_actors``: one trial actor serves trial after trial), each
+with ``cpus_per_trial`` CPUs (torch threads follow; ``training.num_threads`` overrides) and ``gpus_per_trial``
+GPUs (fractions pack several trials on one GPU). Each epoch's validation value goes to Ray (``tune.report``,
+``step`` = epoch + 1, or fold + 1 for kfold/loso); the scheduler (``backend.scheduler``) is ASHA (``asha``),
+asynchronous Hyperband (``hyperband``: ASHA over 3 brackets) or none (``fifo``), with ``max_t`` = last epoch - 1
+so that every rung comes before the last epoch (a trial that trained all its epochs always completes) and
+``grace_period`` 2; ``backend.scheduler_options`` override them (checked against the scheduler's signature).
+``backend.pruner`` is not used by this backend.
+
 States are written from the driver (a Tune callback) because only there is it known why a trial ended: its
 final result arrived (complete), Ray's scheduler stopped it (pruned: the training thread sees Ray's own stop
 signal, ``SystemExit`` out of ``tune.report``, ends its MLflow run pruned, and the driver closes the run pruned
@@ -17,7 +26,8 @@ too in case the actor is gone first), or it raised (failed; the MLflow run is cl
 
 Interrupt (Ctrl+C) and resume: Ray catches SIGINT in the driver, stops the running trials and saves its
 experiment state; trial workers are in their own process groups and never see the signal. This backend closes
-the interrupted trials' MLflow runs as KILLED and raises ``KeyboardInterrupt`` (the sweep ends "interrupted").
+the interrupted trials' MLflow runs as KILLED (tag ``ape_nas.state=interrupted``; the study keeps them running)
+and raises ``KeyboardInterrupt`` (the sweep ends "interrupted").
 Re-running the same command restores that Ray experiment: finished trials are kept, interrupted ones restart
 from scratch under their own trial numbers (their partial MLflow runs are deleted, so each trial keeps one
 run), and only the trials still missing from that command's ``--trials`` run. Once a command has finished,
@@ -26,6 +36,7 @@ the next one adds ``--trials`` new trials in a new Ray experiment (trial numbers
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -80,6 +91,7 @@ def _quiet_environment(local: bool) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no configuration box, no tables
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard per trial
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a failed trial is one line of the sweep's output
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -94,12 +106,13 @@ class _DefineByRun:
     def __getstate__(self) -> dict[str, Any]:
         return {"space_path": self.space_path, "_space": None}
 
-    def __call__(self, trial: Any) -> None:
+    def __call__(self, trial: Any) -> dict[str, Any]:
         if self._space is None:
             from ape_nas.space import load_space
 
             self._space = load_space(self.space_path)
-        self._space.suggest(trial)  # values are captured by OptunaSearch; nothing constant to add
+        values = self._space.suggest(trial)  # searched values are captured by OptunaSearch
+        return {"model": values["model"]}  # a constant when the space has one family: the driver shows it
 
 
 class _RayHandle:
@@ -110,8 +123,7 @@ class _RayHandle:
         self._config = config
         self.stopped = False
         self.step = 0
-        self._attrs: dict[str, Any] = {}
-        self._unsent: dict[str, Any] = {}
+        self._unsent: dict[str, Any] = {}  # attributes not yet sent to the driver
 
     def _value(self, name: str) -> Any:
         if name not in self._config:
@@ -130,7 +142,7 @@ class _RayHandle:
         return self._value(name)
 
     def set_attr(self, key: str, value: Any) -> None:
-        self._attrs[key] = self._unsent[key] = value
+        self._unsent[key] = value
 
     def result(self, value: float, **extra: Any) -> dict[str, Any]:
         out = {METRIC: float(value), STEP: self.step, **extra}
@@ -172,17 +184,17 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _error_line(trial: Any) -> str:
-    """The exception line of a failed Ray trial (its error file holds the whole traceback)."""
-    try:
-        text = str(trial.get_error() or "")
-    except Exception:
-        text = ""
+    """``Type: message`` of a failed Ray trial, from its error file (which holds Ray's whole traceback)."""
+    text = ""
+    with contextlib.suppress(Exception):
+        text = Path(trial.error_file).read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        head = ln.split(":", 1)[0]
-        if head.replace(".", "").replace("_", "").isalnum() and head[:1].isupper() and ":" in ln:
-            return ln[:1000]
-    return (lines[-1] if lines else "trial failed in Ray")[:1000]
+    for ln in reversed(lines):  # e.g. "ape_nas.models.registry.InvalidArchError: kernel_size must be odd"
+        head, sep, message = ln.partition(":")
+        name = head.rsplit(".", 1)[-1]
+        if sep and name[:1].isupper() and head.replace(".", "").replace("_", "").isalnum():
+            return f"{name}:{message}"[:1000]
+    return (lines[-1] if lines else "the trial failed in Ray")[:1000]
 
 
 def _rdb(url: str) -> optuna.storages.RDBStorage:
@@ -217,24 +229,26 @@ class _Book:
                 self.storage.set_trial_user_attr(tid, key, value)
 
     def intermediate(self, number: int, step: int, value: float) -> None:
-        ft = self.frozen(number)
-        if not ft.state.is_finished() and step not in ft.intermediate_values:
-            self.storage.set_trial_intermediate_value(ft._trial_id, step, value)
+        tid = self.trial_id(number)
+        ft = self.storage.get_trial(tid)
+        if not ft.state.is_finished() and step not in ft.intermediate_values:  # a restarted trial reports again
+            self.storage.set_trial_intermediate_value(tid, step, value)
 
     def finish(self, number: int, state: str, value: float | None = None) -> bool:
         """Set the final state once; False if the trial had finished already."""
-        ft = self.frozen(number)
+        tid = self.trial_id(number)
+        ft = self.storage.get_trial(tid)
         if ft.state.is_finished():
             return False
         states = optuna.trial.TrialState
         if state == "complete" and value is not None and math.isfinite(value):
-            self.storage.set_trial_state_values(ft._trial_id, states.COMPLETE, [value])
-        elif state == "pruned":
+            self.storage.set_trial_state_values(tid, states.COMPLETE, [value])
+        elif state == "pruned":  # value: the last intermediate value, as Optuna does for pruned trials
             last = ft.intermediate_values[ft.last_step] if ft.last_step is not None else None
             values = [last] if last is not None and math.isfinite(last) else None
-            self.storage.set_trial_state_values(ft._trial_id, states.PRUNED, values)
+            self.storage.set_trial_state_values(tid, states.PRUNED, values)
         else:
-            self.storage.set_trial_state_values(ft._trial_id, states.FAIL, None)
+            self.storage.set_trial_state_values(tid, states.FAIL, None)
         return True
 
     def running(self) -> list[optuna.trial.FrozenTrial]:
@@ -351,27 +365,32 @@ def _define_ray_classes() -> None:
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             number = int(trial.config[NUMBER])
             error = _error_line(trial)
-            self.book.set_attrs(number, {"error": error})
-            self._close_run(number, "failed", error)
+            note = self._close_run(number, "failed", error)
+            self.book.set_attrs(number, {"error": note or error})  # the trial's own "Type: message" if it wrote one
             self._end(number, "failed")
 
-        def _close_run(self, number: int, state: str, note: str) -> None:
-            """End the trial's MLflow run if its actor could not (stopped or died first); keep its own state."""
+        def _close_run(self, number: int, state: str, note: str) -> str | None:
+            """End the trial's MLflow run if its actor could not (stopped or died first); return its note."""
             from ape_nas.tracking import TrialRun
 
             try:
                 client = _mlflow(self.tracking_uri)
                 run_id = self.book.frozen(number).user_attrs.get("mlflow_run_id")
-                if run_id is None:
+                if run_id is None:  # failed before its first epoch: find the run by its trial number
                     parent = client.get_run(self.parent_run_id)
                     runs = _trial_runs(client, parent.info.experiment_id, self.parent_run_id, number)
                     run_id = runs[0].info.run_id if runs else None
-                    if run_id is not None:
-                        self.book.set_attrs(number, {"mlflow_run_id": run_id})
-                if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
+                    if run_id is None:
+                        return None
+                    self.book.set_attrs(number, {"mlflow_run_id": run_id})
+                run = client.get_run(run_id)
+                if run.info.status == "RUNNING":
                     TrialRun(self.tracking_uri, run_id).close(state, note)
+                    return note
+                return run.data.tags.get("ape_nas.note")
             except Exception as exc:  # bookkeeping must not stop the sweep
                 logging.getLogger(__name__).warning("trial %s: could not close its MLflow run: %s", number, exc)
+                return None
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             _LIVE["trials"] = [int(t.config[NUMBER]) for t in trials if NUMBER in t.config]
@@ -441,9 +460,17 @@ class RayBackend(Backend):
         for key in options:
             if key not in accepted:
                 raise unknown_key_error(self.experiment.doc, ("backend", "scheduler_options"), key, accepted)
-        if name == "fifo":
-            return cls()
-        kwargs: dict[str, Any] = {"max_t": self._resource(), "grace_period": 1, "stop_last_trials": False}
+        resource = self._resource()
+        if name == "fifo" or (resource < 2 and "max_t" not in options):  # one epoch: nothing to stop early
+            return schedulers.FIFOScheduler()
+        # Rungs sit at grace_period * reduction_factor**k <= max_t. max_t = last epoch - 1 keeps every rung before
+        # the last epoch: a trial that trained all its epochs is never stopped (it completes, with its test
+        # scores). grace_period 2: no trial is judged on its first epoch alone.
+        kwargs: dict[str, Any] = {
+            "max_t": resource - 1,
+            "grace_period": min(2, resource - 1),
+            "stop_last_trials": False,
+        }
         if name == "hyperband":
             kwargs["brackets"] = 3
         kwargs.update(options)
@@ -461,11 +488,11 @@ class RayBackend(Backend):
                 f"storage {self._storage_url!r}: the ray backend needs an SQLAlchemy URL such as "
                 "sqlite:///path/ray.db or postgresql://user:pass@host/db"
             )
+        _quiet_environment(local=cfg["address"] is None)
         try:
             import ray.tune.search.optuna  # noqa: F401
         except ImportError:
             raise UserError("backend ray needs Ray Tune: pip install 'ape-nas[ray]'") from None
-        _quiet_environment(local=cfg["address"] is None)
         self.sampler()
         self.scheduler()
         if cfg["gpus_per_trial"] > 0 and self.experiment.training["accelerator"] == "cpu":
@@ -592,16 +619,18 @@ class RayBackend(Backend):
         if cfg["gpus_per_trial"] > 0:
             resources["gpu"] = float(cfg["gpus_per_trial"])
         threads = max(1, int(cfg["cpus_per_trial"]))
-        trainable = tune.with_resources(tune.with_parameters(_train, runner=fn, threads=threads), resources)
 
-        _LIVE.clear()
-        _LIVE.update(
-            on_trial_end=on_trial_end,
-            on_trial_start=on_trial_start,
-            deadline=None if timeout_s is None else time.time() + timeout_s,
-        )
         started = self._connect()
         try:
+            if started and cfg["address"] is None:
+                self._check_fits(resources)
+            trainable = tune.with_resources(tune.with_parameters(_train, runner=fn, threads=threads), resources)
+            _LIVE.clear()
+            _LIVE.update(
+                on_trial_end=on_trial_end,
+                on_trial_start=on_trial_start,
+                deadline=None if timeout_s is None else time.time() + timeout_s,
+            )
             path = str(self.ray_root / last["name"])
             if resume:
                 tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
@@ -610,6 +639,9 @@ class RayBackend(Backend):
             handler = signal.getsignal(signal.SIGINT)
             try:
                 tuner.fit()
+            except KeyboardInterrupt:  # a second Ctrl+C: Ray did not finish stopping
+                self._mark_interrupted([ft.number for ft in book.running()])
+                raise
             finally:  # Tune leaves its own SIGINT handler installed after a run it was not asked to stop
                 if threading.current_thread() is threading.main_thread():
                     signal.signal(signal.SIGINT, handler)
@@ -633,6 +665,18 @@ class RayBackend(Backend):
                 import ray
 
                 ray.shutdown()
+
+    def _check_fits(self, resources: dict[str, float]) -> None:
+        """On a private local Ray, a trial asking for more than the machine has would wait forever."""
+        import ray
+
+        have = ray.cluster_resources()
+        for kind, key in (("cpu", "CPU"), ("gpu", "GPU")):
+            if resources.get(kind, 0) > have.get(key, 0):
+                raise self.experiment.doc.error(
+                    ("backend", f"{kind}s_per_trial"),
+                    f"each trial asks for {resources[kind]:g} {key}s but this machine has {have.get(key, 0):g}",
+                )
 
     def _new_tuner(self, trainable: Any, n_trials: int, name: str) -> Any:
         from ray import tune

@@ -1,0 +1,32 @@
+"""Database URLs handed to SQLAlchemy (Optuna RDB storage, MLflow stores).
+
+SQLAlchemy 2.1 maps a plain ``postgresql://`` URL to psycopg 3, while the ``postgres`` extra installs psycopg2
+(see STACK.md). Users write the plain form; this picks whichever driver is installed.
+"""
+
+from __future__ import annotations
+
+from ape_nas.errors import UserError
+
+_PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg")
+
+
+def with_pg_driver(url: str, what: str) -> str:
+    """``url`` with an installed PostgreSQL driver named in its scheme; other URLs unchanged.
+
+    ``what`` names the setting in the error message (e.g. ``storage postgresql://…``)."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    if scheme not in _PG_SCHEMES:
+        return url
+    wanted = {"postgresql+psycopg2": ["psycopg2"], "postgresql+psycopg": ["psycopg"]}.get(
+        scheme, ["psycopg", "psycopg2"]
+    )
+    for module in wanted:
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return f"postgresql+{module}://{rest}"
+    raise UserError(f"{what}: the PostgreSQL driver is missing: pip install 'ape-nas[postgres]'")

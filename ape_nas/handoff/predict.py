@@ -1,0 +1,507 @@
+"""Prediction and evaluation from a bundle: recordings → the bundled preprocessing → onnxruntime. No torch.
+
+``ape-nas predict BUNDLE --data PATH``: verify the bundle's checksums, read the recordings with the reader their
+layout calls for (:func:`ape_nas.data.inspect.detect_format`), cut them into windows exactly as in training
+(:func:`ape_nas.data.windows.window_subject` with the configuration rebuilt from ``preprocessing.json``, keeping
+unlabelled windows), run ``model.onnx`` and write one row per window.
+
+``ape-nas evaluate BUNDLE --data PATH``: the same on labelled recordings, scored per subject and overall with
+the metric definitions of training (:func:`ape_nas.hrv.classification_metrics`), plus a confusion matrix, as
+JSON and PNG.
+
+This module and everything it imports stays free of torch and lightning (a product runs it with numpy, scipy
+and onnxruntime only); a test checks ``sys.modules`` after a prediction.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import inspect as pyinspect
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
+from ape_nas.errors import UserError
+from ape_nas.handoff.bundle import Bundle, verify_bundle
+
+BATCH = 256
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading recordings
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``name=value`` reader parameters (values are YAML scalars or lists)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for text in pairs or []:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {text}: expected name=value, e.g. --set task=phases")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {text}: value {raw!r} is not a valid YAML scalar or list") from None
+    return out
+
+
+def _folder_without_labels(root: Path) -> BenchmarkData:
+    """A generic-folder data set that has no label table: every subject folder, unlabelled (prediction only)."""
+    from ape_nas.data.readers.e4 import NoDataError
+    from ape_nas.data.readers.folder import CONFIG, read_config, read_subject
+
+    _, cfg = read_config(root / CONFIG)
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    recs, skipped = [], {}
+    for sid in folders:
+        try:
+            rec = read_subject(root, sid, cfg, list(cfg["channels"]))
+        except NoDataError as err:
+            skipped[sid] = str(err)
+            continue
+        rec.meta.pop("files", None)
+        recs.append(rec)
+    return BenchmarkData(cfg["name"] or root.name, recs, list(cfg["class_names"]), skipped=skipped)
+
+
+def load_recordings(path: str | Path, params: dict[str, Any] | None = None, reader: str | None = None) -> BenchmarkData:
+    """Recordings of a data folder or file in any supported format (the reader is detected from the layout).
+
+    A generic folder data set without its label table is read unlabelled (fine for prediction).
+    """
+    from ape_nas.data.benchmarks import BENCHMARKS, get_loader
+    from ape_nas.data.inspect import detect_format
+
+    root = Path(path)
+    if root.is_dir() and not any(not p.name.startswith(".") for p in root.iterdir()):
+        raise UserError(
+            f"{root}: empty folder: no recordings to read (expected a data folder, see docs/DATA_FORMATS.md)"
+        )
+    name = reader or detect_format(root)
+    if name not in BENCHMARKS or name == "synthetic":
+        raise UserError(f"reader {name!r}: expected one of {', '.join(b for b in BENCHMARKS if b != 'synthetic')}")
+    params = dict(params or {})
+    if name == "folder" and not params:
+        from ape_nas.data.readers.folder import CONFIG, read_config
+
+        _, cfg = read_config(root / CONFIG)
+        if not (root / cfg["labels"]).is_file():
+            return _folder_without_labels(root)
+    loader = get_loader(name)
+    accepted = pyinspect.signature(loader).parameters
+    params.setdefault("path", str(root))
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise UserError(
+            f"reader {name!r} has no parameter(s) {', '.join(unknown)}; expected some of: {', '.join(accepted)}"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped subjects are reported from bench.skipped
+        bench = loader(**params)
+    if not bench.subjects:
+        raise UserError(f"{root}: no recordings found ({'; '.join(f'{s}: {r}' for s, r in bench.skipped.items())})")
+    return bench
+
+
+def check_recording(rec: SubjectRecording, bundle: Bundle) -> None:
+    """Channels and sample rates must fit the bundle: missing channels and too low rates are UserErrors."""
+    missing = [c for c in bundle.channels if c not in rec.signals and c not in rec.events]
+    if missing:
+        raise UserError(
+            f"subject {rec.subject}: the recording has no channel(s) {', '.join(missing)}; the model needs "
+            f"{', '.join(bundle.channels)}; available: {', '.join(rec.channel_names()) or 'none'}"
+        )
+    needs = bundle.preprocessing.get("min_rate_hz") or {}
+    for ch in bundle.channels:
+        if ch in rec.signals and ch in needs and float(rec.rates[ch]) < float(needs[ch]["hz"]):
+            raise UserError(
+                f"subject {rec.subject}: channel {ch} is sampled at {float(rec.rates[ch]):g} Hz; the model needs at "
+                f"least {float(needs[ch]['hz']):g} Hz ({needs[ch]['why']}); a lower rate cannot be resampled up "
+                "without the frequencies the model uses"
+            )
+
+
+def _label_lookup(data_classes: list[str], bundle: Bundle, strict: bool) -> np.ndarray:
+    """Data label index → model class index (``UNLABELLED`` for classes the model lacks, or an error if strict)."""
+    lut = np.full(len(data_classes), UNLABELLED, dtype=np.int64)
+    for i, name in enumerate(data_classes):
+        if name in bundle.class_names:
+            lut[i] = bundle.class_names.index(name)
+        elif strict:
+            raise UserError(
+                f"the data's class {name!r} is not a class of the model; the model knows "
+                f"{', '.join(bundle.class_names)} (rename the labels, or leave that class out)"
+            )
+    return lut
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# running the model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class OnnxModel:
+    """``model.onnx`` of a bundle in onnxruntime (CPU): windows (n, channels, time) float32 → probabilities."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        path = bundle.path / bundle.info.get("files", {}).get("onnx", "model.onnx")
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_name, self.output_name = bundle.input_name, bundle.output_name
+        self.num_classes = len(bundle.class_names)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(windows), self.num_classes), dtype=np.float32)
+        for start in range(0, len(windows), BATCH):
+            x = np.ascontiguousarray(windows[start : start + BATCH], dtype=np.float32)
+            out[start : start + BATCH] = self.session.run([self.output_name], {self.input_name: x})[0]
+        return out
+
+
+@dataclass
+class SubjectPrediction:
+    subject: str
+    t0: float | None
+    starts_s: np.ndarray  # (n,) window starts, s after the recording's start
+    probs: np.ndarray  # (n, classes)
+    labels: np.ndarray  # (n,) model class index, or UNLABELLED
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(axis=1) if len(self.probs) else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class PredictionRun:
+    bundle: Bundle
+    data: str
+    reader: str
+    subjects: list[SubjectPrediction]
+    skipped: dict[str, str]
+
+    @property
+    def n_windows(self) -> int:
+        return sum(len(s.starts_s) for s in self.subjects)
+
+
+def window_recording(rec: SubjectRecording, bundle: Bundle, labelled_only: bool = False) -> Any:
+    """The bundled preprocessing of one recording: ``SubjectWindows`` (windows, labels, starts, dropped)."""
+    from ape_nas.data.windows import window_subject
+
+    check_recording(rec, bundle)
+    sw, fs = window_subject(rec, bundle.window_config(), require_labels=labelled_only)
+    expected = int(bundle.preprocessing["window_samples"])
+    if abs(fs - bundle.rate_hz) > 1e-9 or (len(sw.windows) and sw.windows.shape[2] != expected):
+        raise UserError(
+            f"subject {rec.subject}: windows of {sw.windows.shape[2]} samples; the model expects {expected}"
+        )
+    return sw
+
+
+def run_prediction(
+    bundle_dir: str | Path,
+    data: str | Path,
+    params: dict[str, Any] | None = None,
+    reader: str | None = None,
+    *,
+    labelled_only: bool = False,
+    need_labels: bool = False,
+) -> PredictionRun:
+    """Verify the bundle, read and window the recordings, run ``model.onnx``: probabilities per window."""
+    bundle = verify_bundle(bundle_dir)
+    bench = load_recordings(data, params, reader)
+    for rec in bench.subjects:  # every recording must fit before anything runs
+        check_recording(rec, bundle)
+    lut = _label_lookup(bench.class_names, bundle, strict=need_labels)
+    model = OnnxModel(bundle)
+    out = []
+    for rec in bench.subjects:
+        lab = np.asarray(rec.labels, dtype=np.int64)
+        mapped = np.full(lab.shape, UNLABELLED, dtype=np.int64)
+        known = (lab >= 0) & (lab < len(lut))
+        mapped[known] = lut[lab[known]]
+        rec.labels = mapped
+        sw = window_recording(rec, bundle, labelled_only)
+        probs = model(sw.windows) if len(sw.windows) else np.zeros((0, len(bundle.class_names)), dtype=np.float32)
+        out.append(SubjectPrediction(rec.subject, rec.t0, sw.starts_s, probs, sw.labels, dict(sw.dropped)))
+    if not any(len(s.starts_s) for s in out):
+        dropped = {s.subject: {k: v for k, v in s.dropped.items() if v} for s in out}
+        raise UserError(
+            f"{data}: no window passed the preprocessing in any recording (recordings shorter than "
+            f"{bundle.preprocessing['window_s']:g} s, or windows rejected: {dropped})"
+        )
+    return PredictionRun(bundle, str(data), bench.name, out, dict(bench.skipped))
+
+
+def iso_utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_predictions(run: PredictionRun, path: str | Path) -> Path:
+    """One row per window: subject, start_s, start_utc (when the recording's start time is known), p_<class>…,
+    predicted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = run.bundle.class_names
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", "start_s", "start_utc", *(f"p_{c}" for c in names), "predicted"])
+        for s in run.subjects:
+            for start, p, k in zip(s.starts_s, s.probs, s.predicted, strict=True):
+                utc = iso_utc(s.t0 + float(start)) if s.t0 is not None else ""
+                w.writerow([s.subject, f"{start:.3f}", utc, *(f"{v:.8f}" for v in p), names[int(k)]])
+    return path
+
+
+def summary(run: PredictionRun) -> list[dict[str, Any]]:
+    """Per subject: windows, share of windows per predicted class, mean probability per class."""
+    names = run.bundle.class_names
+    rows = []
+    for s in run.subjects:
+        n = len(s.starts_s)
+        counts = np.bincount(s.predicted, minlength=len(names)) if n else np.zeros(len(names))
+        rows.append(
+            {
+                "subject": s.subject,
+                "windows": n,
+                "share": {c: float(counts[k] / n) if n else 0.0 for k, c in enumerate(names)},
+                "mean_prob": {c: float(s.probs[:, k].mean()) if n else float("nan") for k, c in enumerate(names)},
+                "dropped": {k: v for k, v in s.dropped.items() if v},
+            }
+        )
+    return rows
+
+
+def _console() -> Any:
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def print_summary(run: PredictionRun, console: Any = None) -> None:
+    from rich.table import Table
+
+    console = console or _console()
+    names = run.bundle.class_names
+    table = Table(title=f"predictions of {run.bundle.info.get('title', 'the bundled model')} on {run.data}")
+    for col in ("subject", "windows", *(f"{c} %" for c in names), *(f"mean p({c})" for c in names), "dropped"):
+        table.add_column(col, justify="left" if col in ("subject", "dropped") else "right")
+    for row in summary(run):
+        table.add_row(
+            row["subject"],
+            str(row["windows"]),
+            *(f"{100 * row['share'][c]:.1f}" for c in names),
+            *(f"{row['mean_prob'][c]:.3f}" if row["windows"] else "—" for c in names),
+            ", ".join(f"{k} {v}" for k, v in row["dropped"].items()) or "—",
+        )
+    console.print(table)
+    for subject, why in run.skipped.items():
+        console.print(f"[yellow]skipped {subject}: {why}[/yellow]")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> list[list[int]]:
+    """Rows: true class, columns: predicted class."""
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(int).tolist()
+
+
+def score(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, Any]:
+    """Metrics of training (f1_macro, balanced_accuracy, auroc) plus counts; AUROC is None when a class is absent
+    from ``y`` (undefined; training's torchmetrics would count it as 0)."""
+    from ape_nas.hrv import classification_metrics
+
+    m: dict[str, Any] = (
+        classification_metrics(y, probs, k) if len(y) else dict.fromkeys(("f1_macro", "balanced_accuracy", "auroc"))
+    )
+    if len(y) and len(np.unique(y)) < k:
+        m["auroc"] = None
+    pred = probs.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
+    m.update(
+        windows=len(y),
+        accuracy=float((pred == y).mean()) if len(y) else None,
+        counts=np.bincount(y, minlength=k).astype(int).tolist(),
+        confusion=confusion(y, pred, k),
+    )
+    return m
+
+
+def evaluation_report(run: PredictionRun) -> dict[str, Any]:
+    names = run.bundle.class_names
+    k = len(names)
+    per_subject, ys, ps = {}, [], []
+    unlabelled = 0
+    for s in run.subjects:
+        keep = s.labels != UNLABELLED
+        unlabelled += int((~keep).sum())
+        y, p = s.labels[keep], s.probs[keep]
+        if len(y):
+            per_subject[s.subject] = score(y, p, k)
+            ys.append(y)
+            ps.append(p)
+    if not ys:
+        raise UserError(
+            f"{run.data}: no labelled window (evaluate needs labels, e.g. labels.csv of a folder data set, with "
+            f"windows at least {100 * run.bundle.preprocessing['label_purity']:.0f} % one class); "
+            "use `ape-nas predict` for unlabelled recordings"
+        )
+    overall = score(np.concatenate(ys), np.concatenate(ps), k)
+    f1s = [m["f1_macro"] for m in per_subject.values()]
+    return {
+        "bundle": str(run.bundle.path),
+        "source_run_id": run.bundle.info.get("source", {}).get("run_id"),
+        "spec_digest": run.bundle.info.get("spec_digest"),
+        "data": run.data,
+        "reader": run.reader,
+        "class_names": names,
+        "normalisation": run.bundle.preprocessing["normalize"],
+        "overall": overall,
+        "subject_mean_f1_macro": float(np.mean(f1s)),
+        "per_subject": per_subject,
+        "unlabelled_windows": unlabelled,
+        "skipped": run.skipped,
+    }
+
+
+def plot_evaluation(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = report["class_names"]
+    cm = np.asarray(report["overall"]["confusion"], dtype=float)
+    subjects = list(report["per_subject"])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.4]})
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}\n{100 * share[i, j]:.0f}%",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.6 else "black",
+            )
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix ({report['overall']['windows']} windows)")
+    ba = [report["per_subject"][s]["balanced_accuracy"] for s in subjects]
+    f1 = [report["per_subject"][s]["f1_macro"] for s in subjects]
+    x = np.arange(len(subjects))
+    bx.bar(x - 0.2, ba, 0.4, label="balanced accuracy")
+    bx.bar(x + 0.2, f1, 0.4, label="F1 macro")
+    bx.axhline(1.0 / len(names), color="grey", lw=0.8, ls="--", label="chance")
+    bx.set_xticks(x, subjects, rotation=60 if len(subjects) > 8 else 0, fontsize=8)
+    bx.set_ylim(0, 1)
+    bx.set_title("per subject")
+    bx.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_evaluation(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / "evaluation.json"
+    js.write_text(json.dumps(report, indent=2))
+    return js, plot_evaluation(report, out / "evaluation.png")
+
+
+def print_evaluation(report: dict[str, Any], console: Any = None) -> None:
+    from rich.table import Table
+
+    console = console or _console()
+    names = report["class_names"]
+    table = Table(title=f"evaluation on {report['data']}")
+    for col in ("subject", "windows", *(f"{c} n" for c in names), "f1_macro", "balanced_acc", "auroc", "accuracy"):
+        table.add_column(col, justify="left" if col == "subject" else "right")
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    rows = [*report["per_subject"].items(), ("overall (pooled)", report["overall"])]
+    for subject, m in rows:
+        table.add_row(
+            subject,
+            str(m["windows"]),
+            *map(str, m["counts"]),
+            fmt(m["f1_macro"]),
+            fmt(m["balanced_accuracy"]),
+            fmt(m["auroc"]),
+            fmt(m["accuracy"]),
+        )
+    console.print(table)
+    cm = report["overall"]["confusion"]
+    console.print(
+        "confusion (rows true, columns predicted: "
+        + ", ".join(names)
+        + "): "
+        + "; ".join(" ".join(map(str, r)) for r in cm)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def cli_predict(args: Any) -> int:
+    """``ape-nas predict BUNDLE --data PATH [--out predictions.csv] [--benchmark NAME] [--set name=value]``."""
+    run = run_prediction(
+        args.bundle, args.data, parse_params(getattr(args, "overrides", None) or []), getattr(args, "benchmark", None)
+    )
+    path = write_predictions(run, getattr(args, "out", None) or "predictions.csv")
+    console = _console()
+    print_summary(run, console)
+    console.print(f"{run.n_windows} windows of {len(run.subjects)} recordings → {path}")
+    return 0
+
+
+def cli_evaluate(args: Any) -> int:
+    """``ape-nas evaluate BUNDLE --data PATH [--out DIR] [--benchmark NAME] [--set name=value] [--labelled-only]``.
+
+    Default ``--out``: ``evaluation/`` next to the bundle folder.
+    """
+    run = run_prediction(
+        args.bundle,
+        args.data,
+        parse_params(getattr(args, "overrides", None) or []),
+        getattr(args, "benchmark", None),
+        labelled_only=bool(getattr(args, "labelled_only", False)),
+        need_labels=True,
+    )
+    report = evaluation_report(run)
+    out = getattr(args, "out", None) or Path(args.bundle).resolve().parent / "evaluation"
+    js, png = write_evaluation(report, out)
+    console = _console()
+    print_evaluation(report, console)
+    console.print(f"→ {js}, {png}")
+    return 0
