@@ -138,6 +138,10 @@ def test_ray_sweep_records_one_parent_and_a_nested_run_per_trial(swept: Path, ca
     plots = {a.path for a in client.list_artifacts(status["parent_run_id"], "plots")}
     assert "plots/optimization_history.png" in plots
     assert sorted(os.listdir(swept / "ray" / "quickstart")) == ["run-001"]  # Ray's experiment folder
+    # trials ran side by side: 2 at a time (backend.max_concurrent default), never more
+    events = sorted([(r.info.start_time, 1) for r in trials] + [(r.info.end_time, -1) for r in trials])
+    running = [sum(step for _, step in events[: i + 1]) for i in range(len(events))]
+    assert max(running) == 2, events
 
 
 @pytest.mark.slow
