@@ -14,8 +14,9 @@ shared machines, so the overhead is read between the trials' MLflow runs (each r
   starting the local cluster and the trial actors; stopping them);
 - ``in_trials_s``: the sum of the trials' run durations (``first_trial_s``: the first one, which in a fresh Ray
   actor also imports torch, Lightning and MLflow; ``median_trial_s``); ``sweep_s``: the whole ``run_sweep``.
-Variants: ``optuna``; ``ray`` one trial at a time; ``ray x2`` two at a time (one CPU each), where the
-gap is not defined and ``sweep_s`` vs ``ray`` shows what concurrency buys on this machine.
+Variants: ``optuna``; ``ray`` one trial at a time (2 CPUs: as many torch threads as the Optuna trials);
+``ray x2`` two at a time (one CPU each), where the gap is not defined and ``sweep_s`` vs ``ray`` shows what
+concurrency buys on this machine.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ COMMON = [
 ]
 VARIANTS = {
     "optuna": ["backend.name=optuna"],
-    "ray": ["backend.name=ray", "backend.max_concurrent=1"],
+    # one trial at a time with both CPUs: the same torch threads as the Optuna backend's trials
+    "ray": ["backend.name=ray", "backend.max_concurrent=1", "backend.cpus_per_trial=2"],
     "ray x2": ["backend.name=ray", "backend.max_concurrent=2", "backend.cpus_per_trial=1"],
 }
 
