@@ -16,10 +16,9 @@ DEFAULT_WORKDIR = "runs"
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from ape_nas.console import make_console
 
-    # piped or captured output: wide enough that tables keep their headers
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return make_console()
 
 
 def _workdir_args(p: argparse.ArgumentParser) -> None:

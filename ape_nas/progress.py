@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ape_nas.backends.base import TrialRecord
+from ape_nas.console import make_console
 
 _STYLE = {"complete": "green", "pruned": "yellow", "failed": "red", "running": "cyan", "waiting": "dim"}
 
@@ -32,7 +33,7 @@ class SweepProgress:
     def __init__(
         self, total: int, direction: str, metric: str, console: Console | None = None, enabled: bool = True
     ) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or make_console(stderr=True)
         self.direction, self.metric, self.total = direction, metric, total
         self.best: TrialRecord | None = None
         self.enabled = enabled

@@ -18,6 +18,7 @@ from rich.console import Console
 from ape_nas.backends import Backend, TrialRecord, make_backend
 from ape_nas.baseline import BaselineResult, hrv_baseline
 from ape_nas.config.experiment import ExperimentConfig, load_experiment
+from ape_nas.console import make_console
 from ape_nas.errors import UserError
 from ape_nas.progress import SweepProgress, best_of
 from ape_nas.space import Space, load_space
@@ -140,7 +141,7 @@ def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = 
 
     exp, space, backend = plan.experiment, plan.space, plan.backend
     cache_dir = plan.workdir / "cache"
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     with console.status(f"preparing windows of {exp.data['benchmark']} (cached after the first run)") as status:
         windows = prepare_windows(  # data problems surface before any study or run exists
             exp.data, cache_dir, progress=lambda s: status.update(f"windows of {exp.data['benchmark']}: {s}")

@@ -99,8 +99,7 @@ def _sqlite_guard(backend: Any) -> AbstractContextManager[Any]:
 
 def run_worker(plan: Any) -> int:
     """This process as one worker: open the shared study and parent run, run budget.trials trials, summarise."""
-    from rich.console import Console
-
+    from ape_nas.console import make_console
     from ape_nas.sweep import _finish_parent, open_sweep
 
     exp, backend = plan.experiment, plan.backend
@@ -108,7 +107,7 @@ def run_worker(plan: Any) -> int:
     metric = exp.objective["metric"]
     with _sqlite_guard(backend):
         backend.use_parallel()
-        session = open_sweep(plan, Console(stderr=True), join=True)
+        session = open_sweep(plan, make_console(stderr=True), join=True)
         tracker, parent = session.tracker, session.parent
         storage = backend.storage_label
         _say(f"joined study {exp.name} ({storage}) · MLflow parent run {parent.run_id} · {n_trials} trials")

@@ -682,14 +682,11 @@ def register_bundle(client: Any, run_id: str, folder: Path, name: str, info: dic
 def cli_export(args: Any) -> int:
     """``ape-nas export RUN_ID|EXPERIMENT --out DIR [--workdir DIR] [--tracking-uri URI] [--storage URL]
     [--set KEY=VALUE] [--model-name NAME] [--no-register] [--latency-runs N]``."""
-    import sys
-
-    from rich.console import Console
-
+    from ape_nas.console import make_console
     from ape_nas.objective import quiet_libraries
 
     quiet_libraries()
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = make_console()
     result = export_bundle(
         args.target,
         args.out,

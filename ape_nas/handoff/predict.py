@@ -288,11 +288,9 @@ def summary(run: PredictionRun) -> list[dict[str, Any]]:
 
 
 def _console() -> Any:
-    import sys
+    from ape_nas.console import make_console
 
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return make_console()
 
 
 def print_summary(run: PredictionRun, console: Any = None) -> None:
