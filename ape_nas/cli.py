@@ -565,7 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = parsers["evaluate"]
     _recordings_args(p)
     p.add_argument("--out", default=None, help="folder for evaluation.json and .png (default: next to the bundle)")
-    p.add_argument("--labelled-only", action="store_true", help="skip recordings/windows without labels")
+    p.add_argument(
+        "--labelled-only",
+        action="store_true",
+        help="keep only labelled windows, as in training (per-subject normalisation then uses the same windows)",
+    )
     for name in ("status", "best"):
         p = parsers[name]
         p.add_argument("experiment", help="experiment YAML file")
