@@ -304,8 +304,38 @@ def load_status(
     storage: str | None = None,
     overrides: list[str] | None = None,
 ) -> tuple[ExperimentConfig, Backend]:
-    """Open an existing study for reading (``status`` / ``best``); a missing study is a UserError."""
+    """Open an existing study for reading (``status`` / ``best``); a missing study is a UserError.
+
+    A sweep run with ``--backend ray`` keeps its study in the Ray backend's store: when the experiment file's
+    backend has no such study in the work directory (and neither ``--storage`` nor ``backend.name`` was given),
+    the other backends' default stores are tried, so ``status`` finds the sweep without repeating ``--backend``.
+    """
     experiment = load_experiment(experiment_path, overrides)
     backend = make_backend(experiment.backend["name"], experiment=experiment, workdir=Path(workdir), storage=storage)
-    backend.open(create=False)
+    try:
+        backend.open(create=False)
+    except UserError:
+        explicit = storage is not None or any(o.split("=", 1)[0].strip() == "backend.name" for o in overrides or [])
+        found = None if explicit else _study_of_other_backend(experiment_path, experiment, workdir, overrides)
+        if found is None:
+            raise
+        return found
     return experiment, backend
+
+
+def _study_of_other_backend(
+    experiment_path: str | Path, experiment: ExperimentConfig, workdir: str | Path, overrides: list[str] | None
+) -> tuple[ExperimentConfig, Backend] | None:
+    from ape_nas.backends import BACKENDS
+
+    for name in BACKENDS:
+        if name == experiment.backend["name"]:
+            continue
+        try:
+            other = load_experiment(experiment_path, [*(overrides or []), f"backend.name={name}"])
+            backend = make_backend(name, experiment=other, workdir=Path(workdir), storage=None)
+            backend.open(create=False)
+        except UserError:
+            continue
+        return other, backend
+    return None

@@ -154,6 +154,22 @@ def test_best_reads_the_ray_study(swept: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.slow
+def test_status_and_best_find_the_ray_study_without_backend_flag(swept: Path, capsys: pytest.CaptureFixture[str]):
+    """The experiment file says optuna; the sweep ran with --backend ray: status/best look in ray.db too."""
+    explicit = _status(swept, capsys)
+    capsys.readouterr()
+    assert main(["status", QUICKSTART, "--workdir", str(swept), "--json", *SMALL]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["storage"] == explicit["storage"] and found["storage"].endswith("/ray.db")
+    assert [t["number"] for t in found["trials"]] == [t["number"] for t in explicit["trials"]]
+    assert main(["best", QUICKSTART, "--workdir", str(swept), "--json", *SMALL]) == 0
+    assert json.loads(capsys.readouterr().out)["number"] == explicit["best"]["number"]
+    # naming the backend (or a storage) means exactly that store: no fallback
+    assert main(["status", QUICKSTART, "--workdir", str(swept), *SMALL, "--set", "backend.name=optuna"]) == 2
+    assert "optuna.db does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_rerun_of_a_finished_sweep_adds_trials(swept: Path, capsys: pytest.CaptureFixture[str]):
     before = _status(swept, capsys)
     assert main(["sweep", QUICKSTART, "--workdir", str(swept), "--trials", "2", *RAY, *SMALL]) == 0
