@@ -30,3 +30,13 @@ def with_pg_driver(url: str, what: str) -> str:
             continue
         return f"postgresql+{module}://{rest}"
     raise UserError(f"{what}: the PostgreSQL driver is missing: pip install 'ape-nas[postgres]'")
+
+
+def hide_password(url: str) -> str:
+    """``url`` for output and tags: the password of ``scheme://user:password@host/db`` replaced by ``***``."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, at, location = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}{at}{location}"

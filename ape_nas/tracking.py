@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ape_nas.dburl import with_pg_driver
+from ape_nas.dburl import hide_password, with_pg_driver
 from ape_nas.spec import TrialSpec
 
 STATE_TAG = "ape_nas.state"
@@ -53,7 +53,7 @@ def _client(tracking_uri: str) -> Any:
     quiet_mlflow()
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=with_pg_driver(tracking_uri, f"tracking URI {tracking_uri.split('://')[0]}://…"))
+    return MlflowClient(tracking_uri=with_pg_driver(tracking_uri, f"tracking URI {hide_password(tracking_uri)}"))
 
 
 def _stringify(value: Any) -> str:

@@ -104,7 +104,9 @@ class Backend(ABC):
     @property
     def storage_label(self) -> str:
         """The storage for output and tags, with any password hidden."""
-        return self.storage_url
+        from ape_nas.dburl import hide_password
+
+        return hide_password(self.storage_url)
 
     def figures(self) -> dict[str, Any]:
         """Matplotlib figures of the study (history, importances, parallel coordinates); may be empty."""

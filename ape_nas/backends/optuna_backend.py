@@ -229,18 +229,6 @@ class OptunaBackend(Backend):
         return self._storage_url
 
     @property
-    def storage_label(self) -> str:
-        """The storage URL for output and tags: any password hidden."""
-        if "@" not in self._storage_url or self._storage_url.startswith(JOURNAL_SCHEME):
-            return self._storage_url
-        try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(self._storage_url).render_as_string(hide_password=True)
-        except Exception:
-            return self._storage_url
-
-    @property
     def storage_kind(self) -> str:
         """``journal``, ``sqlite`` or ``rdb`` (a database server such as PostgreSQL)."""
         if self._storage_url.startswith(JOURNAL_SCHEME):

@@ -55,6 +55,7 @@ from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
 from ape_nas.backends.optuna_backend import OptunaBackend
 from ape_nas.config.experiment import ExperimentConfig
 from ape_nas.config.schema import unknown_key_error
+from ape_nas.dburl import hide_password, with_pg_driver
 from ape_nas.errors import UserError
 from ape_nas.reporting import TrialPruned
 
@@ -201,9 +202,11 @@ def _rdb(url: str) -> optuna.storages.RDBStorage:
     """The study's storage: a plain RDB storage. No Optuna heartbeat: Ray notices dead trial actors itself."""
     engine: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        return optuna.storages.RDBStorage(with_pg_driver(url, f"storage {hide_password(url)}"), engine_kwargs=engine)
+    except UserError:
+        raise
     except Exception as exc:
-        raise UserError(f"storage {url}: cannot open ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"storage {hide_password(url)}: cannot open ({type(exc).__name__}: {exc})") from None
 
 
 class _Book:
@@ -510,11 +513,11 @@ class RayBackend(Backend):
         name, local = self.experiment.name, self._sqlite_file()
         if not create:
             if local is not None and not local.exists():
-                raise UserError(f"no study {name!r}: {self._storage_url} does not exist; run `ape-nas sweep` first")
+                raise UserError(f"no study {name!r}: {self.storage_label} does not exist; run `ape-nas sweep` first")
             try:
                 self.study = optuna.load_study(study_name=name, storage=_rdb(self._storage_url))
             except KeyError:
-                raise UserError(f"no study {name!r} in {self._storage_url}; run `ape-nas sweep` first") from None
+                raise UserError(f"no study {name!r} in {self.storage_label}; run `ape-nas sweep` first") from None
             return
         if local is not None:
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -524,13 +527,13 @@ class RayBackend(Backend):
         have = self.study.direction.name.lower()
         if have != self.experiment.direction:
             raise UserError(
-                f"study {name!r} in {self._storage_url} was created to {have}, but the experiment "
+                f"study {name!r} in {self.storage_label} was created to {have}, but the experiment "
                 f"asks to {self.experiment.direction}; use another name or storage"
             )
         if self.study.user_attrs.get("ape_nas.backend") != self.name:
             if self.study.get_trials(deepcopy=False):
                 raise UserError(
-                    f"study {name!r} in {self._storage_url} holds trials of another backend; "
+                    f"study {name!r} in {self.storage_label} holds trials of another backend; "
                     "use another storage or experiment name for the ray backend"
                 )
             self.study.set_user_attr("ape_nas.backend", self.name)
