@@ -421,7 +421,7 @@ def test_onnx_export_of_every_family_keeps_a_dynamic_time_axis(tmp_path: Path):
     the exporter chain must still end with a graph that accepts other lengths and matches PyTorch."""
     import torch
 
-    from ape_nas.handoff.export import Probabilities, check_lengths, export_onnx, ort_probs, ort_session
+    from ape_nas.handoff.convert import Probabilities, check_lengths, export_onnx, ort_probs, ort_session
     from ape_nas.models import build_model
 
     x = np.random.default_rng(1).standard_normal((4, 1, 640)).astype(np.float32)

@@ -13,46 +13,39 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import json
-import logging
-import os
 import platform
 import re
 import shutil
-import statistics
 import tempfile
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ape_nas.errors import UserError
 from ape_nas.handoff import bundle as B
 from ape_nas.handoff.card import render_card
+from ape_nas.handoff.convert import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PARITY_TOL,
+    Probabilities,
+    check_lengths,
+    cpu_name,
+    export_onnx,
+    export_torchscript,
+    latency,
+    ort_probs,
+    ort_session,
+    quiet_exporters,
+    torch_probs,
+)
 from ape_nas.handoff.predict import score
 
-PARITY_TOL = 1e-4
-OPSET = 18
-INPUT_NAME = "x"
-OUTPUT_NAME = "probabilities"
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-class Probabilities(nn.Module):
-    """The trained network followed by a softmax: (batch, channels, time) → (batch, classes) probabilities."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x), dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -149,183 +142,6 @@ def fetch_trial(client: Any, run_id: str, scratch: Path) -> Trial:
         with contextlib.suppress(MlflowException):
             parent_metrics = dict(client.get_run(parent_id).data.metrics)
     return Trial(run, spec, ckpt, fold, folds, artifact, parent_metrics)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# PyTorch reference, ONNX and TorchScript
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def torch_probs(model: nn.Module, X: np.ndarray, batch: int = 512) -> np.ndarray:
-    out = [
-        model(torch.from_numpy(np.ascontiguousarray(X[i : i + batch], dtype=np.float32))).numpy()
-        for i in range(0, len(X), batch)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """Exporters print progress to stdout and warn about deprecations: keep the command's output clean."""
-    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "dim hint" in line or "static shape" in line:
-            return f"{type(exc).__name__}: {line.strip()[:300]}"
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
-
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> dict[str, Any]:
-    """Export to ONNX with a dynamic batch axis and, if possible, a dynamic time axis.
-
-    Tries in order: the torch.export-based exporter with dynamic batch and time; the TorchScript-based exporter
-    with dynamic batch and time (deprecated in PyTorch but still shipped; the torch.export one specialises the
-    time axis of ceil-mode/padded max-pools); the torch.export-based exporter with a dynamic batch only. Which one
-    worked, and why the others did not, is recorded. Whether the file really accepts other lengths is checked
-    afterwards with onnxruntime (:func:`check_lengths`).
-    """
-    try:
-        import onnx
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise UserError("export needs onnx and onnxscript: pip install 'ape-nas[export]'") from None
-    dyn = torch.export.Dim.DYNAMIC
-    attempts: list[dict[str, Any]] = []
-
-    def dynamo(dynamic: dict[int, Any]) -> None:
-        prog = torch.onnx.export(
-            model,
-            (example,),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"x": dynamic},
-            opset_version=OPSET,
-            verbose=False,
-        )
-        prog.save(str(path), external_data=False)
-
-    def legacy() -> None:
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch", 2: "time"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=OPSET,
-        )
-
-    plans = [
-        ("torch.export (dynamo), dynamic batch and time", lambda: dynamo({0: dyn, 2: dyn})),
-        ("TorchScript-based exporter, dynamic batch and time", legacy),
-        ("torch.export (dynamo), dynamic batch", lambda: dynamo({0: dyn})),
-    ]
-    for name, fn in plans:
-        path.unlink(missing_ok=True)
-        try:
-            with _quiet():
-                fn()
-        except Exception as exc:
-            attempts.append({"exporter": name, "ok": False, "error": _first_line(exc)})
-            continue
-        attempts.append({"exporter": name, "ok": True})
-        for extra in path.parent.glob(path.name + ".*"):  # never leave external-data files behind
-            extra.unlink()
-        import onnx
-
-        model_proto = onnx.load(str(path))
-        onnx.checker.check_model(model_proto)
-        opset = max(o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx"))
-        return {"exporter": name, "opset": int(opset), "attempts": attempts}
-    raise UserError("ONNX export failed: " + "; ".join(f"{a['exporter']}: {a['error']}" for a in attempts))
-
-
-def ort_session(path: Path, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def ort_probs(session: Any, X: np.ndarray, batch: int = 256) -> np.ndarray:
-    out = [
-        session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(X[i : i + batch], dtype=np.float32)})[0]
-        for i in range(0, len(X), batch)
-    ]
-    return np.concatenate(out)
-
-
-def other_lengths(X: np.ndarray) -> dict[int, np.ndarray]:
-    """Real windows at other lengths: the first half (+1 sample) and the window twice in a row."""
-    n = X.shape[2]
-    return {n // 2 + 1: X[:, :, : n // 2 + 1], 2 * n: np.concatenate([X, X], axis=2)}
-
-
-def check_lengths(run: Any, reference: nn.Module, X: np.ndarray) -> dict[str, Any]:
-    """Does an exported model accept other window lengths, with the same output as PyTorch?"""
-    results = {}
-    for length, x in other_lengths(X[:16]).items():
-        try:
-            diff = float(np.abs(run(x) - torch_probs(reference, x)).max())
-            results[str(length)] = {"runs": True, "max_abs_diff": diff, "ok": diff <= PARITY_TOL}
-        except Exception as exc:
-            results[str(length)] = {"runs": False, "error": _first_line(exc), "ok": False}
-    return {"lengths": results, "dynamic_time": all(r["ok"] for r in results.values())}
-
-
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, str(path))
-
-
-def latency(session_factory: Any, x: np.ndarray, runs: int) -> dict[str, Any]:
-    out = {}
-    for label, threads in (("1_thread", 1), ("default_threads", None)):
-        session = session_factory(threads)
-        feed = {INPUT_NAME: np.ascontiguousarray(x[:1], dtype=np.float32)}
-        for _ in range(min(10, runs)):
-            session.run([OUTPUT_NAME], feed)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            session.run([OUTPUT_NAME], feed)
-            times.append((time.perf_counter() - t) * 1000.0)
-        times.sort()
-        out[label] = {
-            "median_ms": statistics.median(times),
-            "p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-            "runs": runs,
-        }
-    out["default_threads"]["threads"] = os.cpu_count()
-    return out
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -541,7 +357,7 @@ def export_bundle(
             )
         onnx_lengths = check_lengths(lambda x: ort_probs(session, x), model, X_test)
         export_torchscript(model, example, stage / B.MODEL_TS)
-        with _quiet():
+        with quiet_exporters():
             scripted = torch.jit.load(str(stage / B.MODEL_TS))
         ts_parity = float(np.abs(torch_probs(scripted, X_test) - p_test).max())
         if not ts_parity <= PARITY_TOL:
