@@ -453,7 +453,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ape_nas.handoff.predict import cli_evaluate
+    from ape_nas.handoff.evaluate import cli_evaluate
 
     return cli_evaluate(args)
 

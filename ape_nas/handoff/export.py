@@ -43,7 +43,7 @@ from ape_nas.handoff.convert import (
     quiet_exporters,
     torch_probs,
 )
-from ape_nas.handoff.predict import score
+from ape_nas.handoff.evaluate import score
 
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
