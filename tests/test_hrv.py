@@ -403,3 +403,23 @@ def test_metrics_agree_with_torchmetrics_on_random_predictions() -> None:
 def test_hrv_module_does_not_import_torch() -> None:
     code = "import sys, ape_nas.hrv; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("best", "direction", "plain_verdict", "ahead"),
+    [(0.70, "maximize", "beats", True), (0.85, "maximize", "beats", False), (0.50, "maximize", "does NOT beat", True)],
+)
+def test_sweep_summary_compares_the_best_model_with_both_baselines(
+    best: float, direction: str, plain_verdict: str, ahead: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from ape_nas.cli import _baseline_comparison
+
+    baseline = SimpleNamespace(
+        val={"f1_macro": 0.52}, test={"f1_macro": 0.48}, subject_normalised={"val": {"f1_macro": 0.80}}
+    )
+    line = _baseline_comparison(baseline, best, "f1_macro", direction)
+    assert f"best deep model {plain_verdict} it" in line
+    assert "reaches val 0.8000" in line
+    assert ("ahead of the best deep model" in line) is ahead
