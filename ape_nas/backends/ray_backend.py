@@ -45,6 +45,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -641,7 +642,11 @@ class RayBackend(Backend):
                 tuner = self._new_tuner(trainable, int(n_trials), last["name"])
             handler = signal.getsignal(signal.SIGINT)
             try:
-                tuner.fit()
+                with warnings.catch_warnings():
+                    # OptunaSearch times the define-by-run function; the first call loads the space file, which
+                    # on a busy machine can pass its 1-s hint ("ensure that actual computation ... inside Tune")
+                    warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
+                    tuner.fit()
             except KeyboardInterrupt:  # a second Ctrl+C: Ray did not finish stopping
                 self._mark_interrupted([ft.number for ft in book.running()])
                 raise
