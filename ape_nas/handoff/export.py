@@ -18,6 +18,7 @@ import platform
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,8 +293,12 @@ def export_bundle(
     model_name: str | None = None,
     register: bool = True,
     latency_runs: int = 200,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export the model of a trial run (or of an experiment's best trial) into the bundle folder ``out``."""
+    """Export the model of a trial run (or of an experiment's best trial) into the bundle folder ``out``.
+
+    ``progress`` is told each step as it starts (the CLI shows it on a status line)."""
+    step = progress or (lambda _text: None)
     from mlflow.tracking import MlflowClient
 
     from ape_nas.data.prepare import prepare_windows
@@ -312,12 +317,14 @@ def export_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".ape-nas-export-", dir=out.parent))
     try:
+        step(f"downloading checkpoint and spec of run {source.run_id}")
         trial = fetch_trial(client, source.run_id, scratch / "download")
         spec, ckpt = trial.spec, trial.ckpt
         net = build_model(spec.model, int(ckpt["in_channels"]), int(ckpt["num_classes"]), **spec.arch)
         net.load_state_dict(ckpt["state_dict"])
         model = Probabilities(net).eval()
 
+        step("loading the windows the model was trained on")
         ws = prepare_windows(spec.data, Path(workdir) / "cache")
         if ws.fingerprint != ckpt["data_fingerprint"]:
             raise UserError(
@@ -346,6 +353,7 @@ def export_bundle(
         stage = scratch / "bundle"
         stage.mkdir()
         example = torch.from_numpy(np.ascontiguousarray(X_test[:2], dtype=np.float32))
+        step("exporting ONNX and checking it against PyTorch")
         onnx_info = export_onnx(model, example, stage / B.MODEL_ONNX)
         session = ort_session(stage / B.MODEL_ONNX)
         p_onnx = ort_probs(session, X_test)
@@ -356,6 +364,7 @@ def export_bundle(
                 f"the {len(X_test)} test windows (tolerance {PARITY_TOL:g}); the bundle would not reproduce the model"
             )
         onnx_lengths = check_lengths(lambda x: ort_probs(session, x), model, X_test)
+        step("exporting TorchScript")
         export_torchscript(model, example, stage / B.MODEL_TS)
         with quiet_exporters():
             scripted = torch.jit.load(str(stage / B.MODEL_TS))
@@ -366,6 +375,7 @@ def export_bundle(
                 f"{ts_parity:.2e} on the {len(X_test)} test windows (tolerance {PARITY_TOL:g})"
             )
         ts_lengths = check_lengths(lambda x: torch_probs(scripted, x), model, X_test)
+        step(f"timing onnxruntime at batch 1 ({latency_runs} runs)")
         lat = latency(lambda t: ort_session(stage / B.MODEL_ONNX, t), X_test, latency_runs)
         lat["cpu"] = cpu_name()
 
@@ -456,6 +466,7 @@ def export_bundle(
         shutil.rmtree(scratch, ignore_errors=True)
     registered = None
     if register:
+        step("logging the bundle to MLflow and registering a model version")
         registered = register_bundle(client, source.run_id, out, model_name or f"ape-nas-{study}", info)
     return ExportResult(out, source.run_id, registered, parity, ts_parity, dynamic_time, lat, info)
 
@@ -503,17 +514,19 @@ def cli_export(args: Any) -> int:
 
     quiet_libraries()
     console = make_console()
-    result = export_bundle(
-        args.target,
-        args.out,
-        workdir=getattr(args, "workdir", None) or "runs",
-        tracking_uri=getattr(args, "tracking_uri", None),
-        storage=getattr(args, "storage", None),
-        overrides=list(getattr(args, "overrides", None) or []),
-        model_name=getattr(args, "model_name", None),
-        register=not getattr(args, "no_register", False),
-        latency_runs=int(getattr(args, "latency_runs", None) or 200),
-    )
+    with make_console(stderr=True).status("exporting") as status:
+        result = export_bundle(
+            args.target,
+            args.out,
+            workdir=getattr(args, "workdir", None) or "runs",
+            tracking_uri=getattr(args, "tracking_uri", None),
+            storage=getattr(args, "storage", None),
+            overrides=list(getattr(args, "overrides", None) or []),
+            model_name=getattr(args, "model_name", None),
+            register=not getattr(args, "no_register", False),
+            latency_runs=int(getattr(args, "latency_runs", None) or 200),
+            progress=lambda text: status.update(f"export: {text}"),
+        )
     info = result.info
     console.print(f"[bold]exported[/bold] {info['title']} ← {info['source']['how']} (run {result.run_id})")
     console.print(
