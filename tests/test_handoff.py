@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _common import QUICKSTART, SMALL, SMALL_SETS, set_args
 from mlflow.tracking import MlflowClient
 
 from ape_nas.data.synthetic import generate
@@ -25,16 +26,6 @@ from ape_nas.handoff import bundle as B
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
-SETS = [
-    "data.params.subjects=8",
-    "data.params.minutes_per_state=1.0",
-    "training.max_epochs=3",
-    "protocol.test_subjects=2",
-    "protocol.val_subjects=2",
-]
-SMALL = [arg for s in SETS for arg in ("--set", s)]
 # the synthetic benchmark of SMALL (quickstart params with SMALL's overrides)
 SYNTH = {"subjects": 8, "minutes_per_state": 1.0, "fs": 128.0, "states": ["baseline", "stress"], "seed": 7}
 START = "2024-05-02T09:30:00Z"
@@ -394,9 +385,10 @@ def test_a_multi_fold_trial_exports_fold_0_by_run_id_and_says_so(tmp_path: Path)
     from ape_nas.progress import best_of
     from ape_nas.sweep import load_status
 
-    sets = [*SETS, "protocol.kind=kfold", "protocol.folds=2", "protocol.val_subjects=null", "training.max_epochs=1"]
+    kfold = ["protocol.kind=kfold", "protocol.folds=2", "protocol.val_subjects=null", "training.max_epochs=1"]
+    sets = [*SMALL_SETS, *kfold]
     workdir = tmp_path / "w"
-    flags = [arg for s in sets for arg in ("--set", s)]
+    flags = set_args(sets)
     assert main(["sweep", QUICKSTART, "--workdir", str(workdir), "--trials", "1", "--no-progress", *flags]) == 0
     exp, backend = load_status(QUICKSTART, workdir=workdir, overrides=sets)
     run_id = best_of(backend.records(), exp.direction).run_id

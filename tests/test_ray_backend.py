@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _common import QUICKSTART, ROOT, SMALL
+from _common import QUICKSTART, ROOT, SMALL, status_json, sweep_runs
 
 from ape_nas.cli import main
 from ape_nas.config.experiment import load_experiment
@@ -28,19 +28,7 @@ EXP_ARGS = ["--set", "backend.name=ray"]  # status/best read the study of the ex
 
 
 def _status(workdir: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
-    capsys.readouterr()
-    assert main(["status", QUICKSTART, "--workdir", str(workdir), "--json", *SMALL, *EXP_ARGS, *extra]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
-def _runs(status: dict) -> tuple[object, list, list]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(status["tracking_uri"])
-    runs = client.search_runs([status["mlflow_experiment_id"]], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("ape_nas.role") == "sweep"]
-    trials = [r for r in runs if r.data.tags.get("ape_nas.role") == "trial"]
-    return client, parents, trials
+    return status_json(workdir, capsys, *SMALL, *EXP_ARGS, *extra)
 
 
 # --- fast checks: no trial runs ------------------------------------------------------------------------------
@@ -114,7 +102,7 @@ def test_ray_sweep_records_one_parent_and_a_nested_run_per_trial(swept: Path, ca
     assert status["storage"] == f"sqlite:///{(swept / 'ray.db').resolve()}"
     assert [t["number"] for t in status["trials"]] == [0, 1, 2, 3]
     assert {t["state"] for t in status["trials"]} <= {"complete", "pruned"}
-    client, parents, trials = _runs(status)
+    client, parents, trials = sweep_runs(status)
     assert len(parents) == 1 and parents[0].info.run_id == status["parent_run_id"]
     assert parents[0].info.status == "FINISHED" and parents[0].data.tags["ape_nas.backend"] == "ray"
     assert len(trials) == 4
@@ -178,7 +166,7 @@ def test_rerun_of_a_finished_sweep_adds_trials(swept: Path, capsys: pytest.Captu
     assert after["parent_run_id"] == before["parent_run_id"]
     old = {t["number"]: t["mlflow_run_id"] for t in before["trials"]}
     assert all(old[t["number"]] == t["mlflow_run_id"] for t in after["trials"] if t["number"] in old)
-    _, parents, trials = _runs(after)
+    _, parents, trials = sweep_runs(after)
     assert len(parents) == 1 and len(trials) == len(after["trials"])
     assert sorted(os.listdir(swept / "ray" / "quickstart")) == ["run-001", "run-002"]
 
@@ -201,7 +189,7 @@ def test_asha_stops_trials_and_they_end_pruned(ray_cluster, tmp_path: Path, caps
     status = _status(tmp_path, capsys, *args)
     states = [t["state"] for t in status["trials"]]
     assert "pruned" in states and "complete" in states and set(states) <= {"complete", "pruned"}
-    client, _, trials = _runs(status)
+    client, _, trials = sweep_runs(status)
     by_id = {r.info.run_id: r for r in trials}
     for t in status["trials"]:
         run = by_id[t["mlflow_run_id"]]
@@ -225,7 +213,7 @@ def test_a_failing_trial_does_not_stop_the_ray_sweep(ray_cluster, tmp_path: Path
     status = _status(workdir, capsys, *args)
     states = [t["state"] for t in status["trials"]]
     assert len(states) == 4 and "failed" in states and set(states) - {"failed"}
-    _, _, trials = _runs(status)
+    _, _, trials = sweep_runs(status)
     assert len(trials) == 4
     by_id = {r.info.run_id: r for r in trials}
     for t in status["trials"]:
@@ -277,7 +265,7 @@ def test_interrupted_ray_sweep_resumes_without_repeating_trials(
     for t in after["trials"]:
         if t["number"] in done:  # finished before Ctrl+C: kept, not run again
             assert t["mlflow_run_id"] == done[t["number"]]
-    _, parents, trials = _runs(after)
+    _, parents, trials = sweep_runs(after)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(int(r.data.tags["ape_nas.trial_number"]) for r in trials) == list(range(6))
     assert {r.info.run_id for r in trials} == {t["mlflow_run_id"] for t in after["trials"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _common import QUICKSTART, ROOT, SMALL
+from _common import QUICKSTART, ROOT, SMALL, status_json, sweep_runs
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
@@ -20,17 +20,7 @@ HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=Tru
 
 
 def _status(workdir: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
-    capsys.readouterr()
-    assert main(["status", QUICKSTART, "--workdir", str(workdir), "--json", *SMALL, *extra]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
-def _runs(status: dict) -> tuple[MlflowClient, list, list]:
-    client = MlflowClient(status["tracking_uri"])
-    runs = client.search_runs([status["mlflow_experiment_id"]], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("ape_nas.role") == "sweep"]
-    trials = [r for r in runs if r.data.tags.get("ape_nas.role") == "trial"]
-    return client, parents, trials
+    return status_json(workdir, capsys, *SMALL, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_sweep_records_one_parent_and_a_nested_run_per_trial(swept: Path, capsys: pytest.CaptureFixture[str]):
     status = _status(swept, capsys)
     assert len(status["trials"]) == 4
-    client, parents, trials = _runs(status)
+    client, parents, trials = sweep_runs(status)
     assert len(parents) == 1 and parents[0].info.run_id == status["parent_run_id"]
     assert len(trials) == 4
     for run in trials:
@@ -76,7 +66,7 @@ def test_sweep_records_one_parent_and_a_nested_run_per_trial(swept: Path, capsys
 def test_status_json_agrees_with_mlflow(swept: Path, capsys: pytest.CaptureFixture[str]):
     status = _status(swept, capsys)
     assert status["storage"].startswith("sqlite:///") and status["tracking_uri"].startswith("sqlite:///")
-    _, _, trials = _runs(status)
+    _, _, trials = sweep_runs(status)
     by_id = {r.info.run_id: r for r in trials}
     for t in status["trials"]:
         run = by_id[t["mlflow_run_id"]]
@@ -94,7 +84,7 @@ def test_rerun_resumes_the_same_study_and_parent(swept: Path, capsys: pytest.Cap
     assert [t["number"] for t in after["trials"]] == list(range(len(before["trials"]) + 2))
     assert after["parent_run_id"] == before["parent_run_id"]
     assert after["mlflow_experiment_id"] == before["mlflow_experiment_id"]
-    _, parents, trials = _runs(after)
+    _, parents, trials = sweep_runs(after)
     assert len(parents) == 1 and len(trials) == len(after["trials"])
     assert parents[0].info.status == "FINISHED"
 
@@ -124,7 +114,7 @@ def test_pruned_trials_are_tagged_pruned_never_failed(tmp_path: Path, capsys: py
     assert main(["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", "--no-progress", *SMALL, *args]) == 0
     status = _status(tmp_path, capsys, *args)
     assert [t["state"] for t in status["trials"]] == ["pruned", "pruned"]
-    client, _, trials = _runs(status)
+    client, _, trials = sweep_runs(status)
     for run in trials:
         assert run.data.tags["ape_nas.state"] == "pruned"
         assert run.info.status == "FINISHED"
@@ -142,7 +132,7 @@ def test_a_failing_trial_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.
     status = _status(workdir, capsys, *args)
     states = [t["state"] for t in status["trials"]]
     assert len(states) == 6 and "failed" in states and set(states) - {"failed"}
-    _, _, trials = _runs(status)
+    _, _, trials = sweep_runs(status)
     failed = [r for r in trials if r.data.tags["ape_nas.state"] == "failed"]
     assert len(failed) == states.count("failed")
     for run in failed:
@@ -204,7 +194,7 @@ def test_kfold_protocol_averages_folds_and_records_every_partition(tmp_path: Pat
     ]
     assert main(["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", "--no-progress", *SMALL, *args]) == 0
     status = _status(tmp_path, capsys, *args)
-    client, _, trials = _runs(status)
+    client, _, trials = sweep_runs(status)
     assert len(trials) == 2
     for run in trials:
         tags, metrics = run.data.tags, run.data.metrics

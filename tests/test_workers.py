@@ -23,6 +23,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
+from ape_nas.dburl import with_pg_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
@@ -95,11 +96,6 @@ def _small(tmp_path: Path, threads: bool = True) -> list[str]:
     return [*small, "--set", f"space={tmp_path / 'tiny.yaml'}"]
 
 
-def _optuna_url(url: str) -> str:
-    """Plain postgresql:// means psycopg 3 to SQLAlchemy 2.1; the `postgres` extra installs psycopg2."""
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
-
-
 def _start(
     workdir: Path, storage: str, trials: int, *extra: str, name: str = "worker", env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
@@ -166,7 +162,7 @@ def test_three_workers_share_one_postgres_study_and_one_parent_run(
         assert f"MLflow parent run {status['parent_run_id']}" in out
         assert sum(" trial " in line and "done in" not in line for line in out.splitlines()) == n
         assert "done in" in out and f"{n} trials" in out
-    assert _study_names(_optuna_url(pg_url)) == ["quickstart"]  # the parent-run lock is gone
+    assert _study_names(with_pg_driver(pg_url, "storage")) == ["quickstart"]  # the parent-run lock is gone
 
 
 def test_a_killed_worker_s_trial_is_failed_closed_and_retried_with_the_same_params(
@@ -174,7 +170,7 @@ def test_a_killed_worker_s_trial_is_failed_closed_and_retried_with_the_same_para
 ):
     slow = ["--set", "training.max_epochs=300", "--set", "training.patience=300"]  # runs until killed
     victim = _start(workdir, pg_url, 1, *slow, name="victim", env=HEARTBEAT)
-    storage = optuna.storages.RDBStorage(_optuna_url(pg_url))
+    storage = optuna.storages.RDBStorage(with_pg_driver(pg_url, "storage"))
     deadline = time.monotonic() + 120
     trial = None
     while time.monotonic() < deadline and victim.poll() is None:
@@ -345,7 +341,7 @@ def test_workers_opening_a_fresh_postgres_database_at_once_all_succeed_and_take_
     for t in threads:
         t.join(timeout=60)
     assert not errors and not overlaps and not any(t.is_alive() for t in threads)
-    assert _study_names(_optuna_url(pg_url)) == ["quickstart"]
+    assert _study_names(with_pg_driver(pg_url, "storage")) == ["quickstart"]
 
 
 def test_worker_processes_get_a_gpu_each_round_robin_and_a_share_of_cores_and_trials(
