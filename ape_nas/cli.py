@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,12 @@ def _workdir_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the work directory)")
 
 
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend", default=None, help="the backend whose store holds the study (when several stores hold one)"
+    )
+
+
 def _set_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
@@ -42,20 +47,17 @@ def _set_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from ape_nas.config.flags import flag_overrides
     from ape_nas.progress import summary_table
     from ape_nas.sweep import prepare_sweep, run_sweep
 
-    overrides = list(args.overrides)
-    if args.trials is not None:
-        overrides.append(f"budget.trials={args.trials}")
-    if args.timeout is not None:
-        overrides.append(f"budget.timeout_s={args.timeout}")
-    if args.backend is not None:
-        overrides.append(f"backend.name={args.backend}")
-    if args.address is not None:
-        overrides.append(f"backend.address={args.address}")
     plan = prepare_sweep(
-        args.experiment, overrides=overrides, workdir=args.workdir, tracking_uri=args.tracking_uri, storage=args.storage
+        args.experiment,
+        overrides=flag_overrides(args),
+        workdir=args.workdir,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        new_study=args.new_study,
     )
     exp = plan.experiment
     console = _console()
@@ -66,6 +68,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{_search_label(exp.backend)}"
     )
     outcome = run_sweep(plan, progress=not args.no_progress)
+    exp = plan.experiment  # --new-study may have moved the sweep to a derived study name
     console.print(summary_table(outcome.records, exp.direction, exp.objective["metric"]))
     if outcome.best is not None:
         console.print(
@@ -79,8 +82,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     console.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
     console.print(f"MLflow: {_mlflow_hint(outcome.tracking_uri, args.workdir)}  (parent run {outcome.parent_run_id})")
     if outcome.interrupted:
-        console.print("[yellow]interrupted: re-run the same command to continue the study[/yellow]")
-        return 130
+        from ape_nas.interrupts import LINE, exit_code
+
+        console.print(f"[yellow]{LINE}[/yellow]")
+        return exit_code()
     return 0
 
 
@@ -111,8 +116,10 @@ def _baseline_comparison(baseline: Any, best: float, metric: str, direction: str
 
 
 def _mlflow_hint(tracking_uri: str, workdir: str) -> str:
+    from ape_nas.dburl import hide_password
+
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri
+        return hide_password(tracking_uri)
     return f"{tracking_uri}  →  browse with: ape-nas ui --workdir {workdir}"
 
 
@@ -169,13 +176,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ape_nas.config.flags import flag_overrides
     from ape_nas.progress import best_of, summary_table
-    from ape_nas.sweep import load_status
+    from ape_nas.sweep import comparable, load_status
 
-    exp, backend = load_status(args.experiment, workdir=args.workdir, storage=args.storage, overrides=args.overrides)
+    exp, backend = load_status(
+        args.experiment, workdir=args.workdir, storage=args.storage, overrides=flag_overrides(args)
+    )
     records = backend.records()
     attrs = backend.attrs()
-    best = best_of(records, exp.direction)
+    best = best_of(comparable(records, attrs), exp.direction)
     if args.json:
         payload = {
             "study": exp.name,
@@ -185,7 +195,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             "parent_run_id": attrs.get("mlflow_parent_run_id"),
             "direction": exp.direction,
             "metric": exp.objective["metric"],
-            "counts": {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed", "running")},
+            "counts": {
+                s: sum(r.state == s for r in records)
+                for s in ("complete", "pruned", "failed", "running", "interrupted")
+            },
             "best": best.to_dict() if best else None,
             "trials": [r.to_dict() for r in records],
         }
@@ -193,17 +206,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     console.print(summary_table(records, exp.direction, exp.objective["metric"], limit=10_000))
-    console.print(f"study {exp.name} · {backend.storage_label} · MLflow {attrs.get('tracking_uri')}")
+    from ape_nas.dburl import hide_password
+
+    console.print(
+        f"study {exp.name} · {backend.storage_label} · MLflow {hide_password(str(attrs.get('tracking_uri')))}"
+    )
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from ape_nas.config.flags import flag_overrides
     from ape_nas.progress import best_of
     from ape_nas.spec import TrialSpec
-    from ape_nas.sweep import load_status
+    from ape_nas.sweep import comparable, load_status
 
-    exp, backend = load_status(args.experiment, workdir=args.workdir, storage=args.storage, overrides=args.overrides)
-    best = best_of(backend.records(), exp.direction)
+    exp, backend = load_status(
+        args.experiment, workdir=args.workdir, storage=args.storage, overrides=flag_overrides(args)
+    )
+    records = backend.records()
+    best = best_of(comparable(records, backend.attrs()), exp.direction)
     if best is None:
         raise UserError(f"study {exp.name!r} has no complete trial yet")
     spec = TrialSpec.from_dict(best.attrs["spec"])
@@ -290,36 +311,9 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
+    from ape_nas.ui import serve_ui
 
-    db = Path(args.workdir) / "mlflow.db"
-    if not db.is_file():
-        raise UserError(f"{db}: no MLflow store here; run `ape-nas sweep ... --workdir {args.workdir}` first")
-    from ape_nas.tracking import default_tracking_uri
-
-    url = f"http://{args.host}:{args.port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        default_tracking_uri(Path(args.workdir)),
-        "--artifacts-destination",
-        str((Path(args.workdir) / "artifacts").resolve()),
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI for {db} at {url}  (Ctrl+C to stop)", flush=True)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    return serve_ui(Path(args.workdir), args.host, args.port)
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -338,34 +332,16 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    import inspect as pyinspect
     import warnings
 
-    from ape_nas.data.benchmarks import BENCHMARKS, get_loader
-    from ape_nas.data.inspect import detect_format, inspect_benchmark
+    from ape_nas.data.inspect import inspect_benchmark, open_data
 
     params = _parse_params(args.overrides)
-    target = Path(args.target)
-    if args.benchmark:
-        name = args.benchmark
-    elif args.target in BENCHMARKS and not target.exists():
-        name = args.target
-    else:
-        name = detect_format(target)
-    loader = get_loader(name)
-    accepted = pyinspect.signature(loader).parameters
-    if not (args.target in BENCHMARKS and not target.exists()):
-        params.setdefault("path", str(target))
     if args.trust_pickle:
         params["trust_pickle"] = True
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise UserError(
-            f"benchmark {name!r} has no parameter(s) {', '.join(unknown)}; expected some of: {', '.join(accepted)}"
-        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bench = loader(**params)
+        bench = open_data(args.target, params, args.benchmark, require_labels=False)
     report = inspect_benchmark(bench)
     report["warnings"] = [str(w.message) for w in caught]
     if args.json:
@@ -379,9 +355,12 @@ def _print_inspect(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = _console()
-    classes = report["class_names"]
-    balance = ", ".join(f"{c} {report['label_balance'][c]:.1%}" for c in classes)
-    console.print(f"[bold]{report['benchmark']}[/bold]: {report['n_subjects']} subjects · classes {balance}")
+    classes = report["class_names"] if report["labelled"] else []
+    if report["labelled"]:
+        balance = "classes " + ", ".join(f"{c} {report['label_balance'][c]:.1%}" for c in classes)
+    else:
+        balance = f"unlabelled (label balance: none; {report['no_labels']})"
+    console.print(f"[bold]{report['benchmark']}[/bold]: {report['n_subjects']} subjects · {balance}")
     table = Table(show_lines=False)
     for col in ("subject", "minutes", "channels (Hz)", *(f"{c} min" for c in classes), "unlabelled min", "problems"):
         table.add_column(col, justify="right" if "min" in col else "left", overflow="fold")
@@ -469,13 +448,17 @@ def _reader_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="reader parameter, e.g. --set task=phases (repeatable)",
+        help="reader parameter by its own name, e.g. --set labels=PATH or --set task=phases (repeatable)",
     )
 
 
 def _recordings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle folder written by `ape-nas export`")
-    p.add_argument("--data", required=True, help="recordings: a folder or file in any supported reader format")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="recordings: a folder or file in any supported reader format, or a built-in benchmark name (synthetic)",
+    )
     _reader_args(p)
 
 
@@ -535,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.add_argument("--backend", default=None, help="search backend: optuna or ray (default: backend.name)")
     p.add_argument("--address", default=None, help="ray: address of a running cluster (ray start --head)")
+    p.add_argument(
+        "--new-study",
+        action="store_true",
+        help="the experiment's study was made on other data/protocol: continue in a derived study (<name>-2, ...)",
+    )
     _workdir_args(p)
     _set_args(p)
     p = parsers["reproduce"]
@@ -577,28 +565,38 @@ def build_parser() -> argparse.ArgumentParser:
         p = parsers[name]
         p.add_argument("experiment", help="experiment YAML file")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        _backend_arg(p)
         _workdir_args(p)
         _set_args(p)
+    for name in ("reproduce", "export"):
+        _backend_arg(parsers[name])
     parsers["models"].add_argument("--json", action="store_true")
     parsers["spaces"].add_argument("--dir", default="search_spaces", help="folder of space files")
     parsers["spaces"].add_argument("--json", action="store_true")
     p = parsers["ui"]
-    p.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"work directory (default: ./{DEFAULT_WORKDIR})")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000; a busy port is an error)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ape_nas.interrupts import LINE, Interrupted, catch_signals, exit_code
+
     args = build_parser().parse_args(argv)
+    if getattr(args, "backend", None) and args.command in ("reproduce", "export"):
+        from ape_nas.config.flags import flag_overrides
+
+        args.overrides = flag_overrides(args)  # they read the study through --set overrides
     try:
-        return int(args.func(args) or 0)
+        with catch_signals():
+            return int(args.func(args) or 0)
     except UserError as err:
         print(f"ape-nas: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ape-nas: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Interrupted):
+        print(f"ape-nas: {LINE}", file=sys.stderr)
+        return exit_code()
 
 
 if __name__ == "__main__":

@@ -33,3 +33,16 @@ class UnknownNameError(UserError):
         self.name = name
         self.known = sorted(known)
         super().__init__(f"unknown {kind} {name!r}; expected one of: {', '.join(self.known)}")
+
+
+class KeyedError(UserError):
+    """A problem with an experiment value, found by a layer that knows the key but not the file (data, splits).
+
+    ``keys`` are the experiment keys that can fix it, the likeliest first; the sweep turns it into a
+    :class:`ConfigError` at the file:line (or the flag) where the user set one of them.
+    """
+
+    def __init__(self, keys: list[tuple[str, ...]], problem: str) -> None:
+        self.keys = keys
+        self.problem = problem
+        super().__init__(f"{'.'.join(keys[0])}: {problem}")

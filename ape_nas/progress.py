@@ -13,7 +13,14 @@ from rich.table import Table
 from ape_nas.backends.base import TrialRecord
 from ape_nas.console import make_console
 
-_STYLE = {"complete": "green", "pruned": "yellow", "failed": "red", "running": "cyan", "waiting": "dim"}
+_STYLE = {
+    "complete": "green",
+    "pruned": "yellow",
+    "failed": "red",
+    "running": "cyan",
+    "waiting": "dim",
+    "interrupted": "magenta",
+}
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -92,7 +99,7 @@ def summary_table(records: Sequence[TrialRecord], direction: str, metric: str, l
     for col in ("trial", "state", metric, "seconds", "model", "mlflow run"):
         table.add_column(col, justify="right" if col in ("trial", metric, "seconds") else "left")
     sign = -1 if direction == "maximize" else 1
-    order = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4}
+    order = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4, "interrupted": 5}
 
     def key(r: TrialRecord) -> tuple[int, float, int]:
         return order.get(r.state, 5), sign * (r.value if r.value is not None else 0.0), r.number
@@ -100,9 +107,9 @@ def summary_table(records: Sequence[TrialRecord], direction: str, metric: str, l
     rows = sorted(records, key=key)
     for r in rows[:limit]:
         style = _STYLE.get(r.state, "")
-        table.add_row(
-            str(r.number), f"[{style}]{r.state}[/{style}]", fmt(r.value), fmt(r.duration_s, 1), r.model, r.run_id or "—"
-        )
+        twin = r.attrs.get("duplicate_of")
+        state = f"[{style}]{r.state}[/{style}]" + (f" (= trial {twin}, not retrained)" if twin is not None else "")
+        table.add_row(str(r.number), state, fmt(r.value), fmt(r.duration_s, 1), r.model, r.run_id or "—")
     if len(rows) > limit:
         table.caption = f"{len(rows) - limit} more trials: ape-nas status"
     return table

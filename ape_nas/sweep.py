@@ -6,9 +6,12 @@ run, no work directory); ``run_sweep`` then creates them and drives the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +22,15 @@ from ape_nas.backends import Backend, TrialRecord, make_backend
 from ape_nas.baseline import BaselineResult, hrv_baseline
 from ape_nas.config.experiment import ExperimentConfig, load_experiment
 from ape_nas.console import make_console
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
+from ape_nas.interrupts import Interrupted
 from ape_nas.progress import SweepProgress, best_of
 from ape_nas.space import Space, load_space
 from ape_nas.tracking import SweepTracker, TrialRun, default_tracking_uri
 
 STALE_NOTE = "worker died (no heartbeat)"
+IDENTITY_ATTR = "ape_nas.identity"  # study user attr: what makes the study's trials comparable
+TRAINING_IDENTITY = ("max_epochs", "patience", "precision")  # training keys that change a trial's score
 
 
 @dataclass
@@ -36,6 +42,7 @@ class SweepPlan:
     backend: Backend
     workdir: Path
     tracking_uri: str
+    new_study: bool = False  # the experiment differs from its study: continue under a derived name
 
 
 @dataclass
@@ -58,6 +65,7 @@ def prepare_sweep(
     tracking_uri: str | None = None,
     storage: str | None = None,
     backend: str | None = None,
+    new_study: bool = False,
 ) -> SweepPlan:
     """Load and check experiment, space, models and backend options. Raises UserError; writes nothing."""
     overrides = list(overrides or [])
@@ -77,6 +85,7 @@ def prepare_sweep(
         backend=engine,
         workdir=workdir,
         tracking_uri=tracking_uri or default_tracking_uri(workdir),
+        new_study=new_study,
     )
 
 
@@ -93,7 +102,14 @@ def data_line(windows: Any) -> str:
     if dropped:
         text += f"; windows dropped: {dropped}"
     if skipped:
-        text += f"; skipped subjects: {', '.join(f'{k} ({v})' for k, v in skipped.items())}"
+        from ape_nas.data.prepare import skip_summary
+
+        text += f"; {skip_summary(skipped, len(skipped) + len(windows.subjects))}"
+    notes = windows.stats.get("warnings") or []
+    if notes:
+        text += f"; {len(notes)} reader warning{'s' if len(notes) > 1 else ''}: {notes[0]}" + (
+            " …" if len(notes) > 1 else ""
+        )
     return text
 
 
@@ -128,26 +144,220 @@ class SweepSession:
     console: Console
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# study identity: what makes the trials of one study comparable
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def study_identity(exp: ExperimentConfig, fingerprint: str, splits: list[Any]) -> dict[str, Any]:
+    """Data fingerprint, protocol and its subject split, objective, score-changing training keys and seed."""
+    return {
+        "data_fingerprint": fingerprint,
+        "protocol": {k: v for k, v in exp.protocol.items()},
+        "split": [s.to_dict() for s in splits],
+        "objective": {"metric": exp.objective["metric"], "direction": exp.direction},
+        "training": {k: exp.training[k] for k in TRAINING_IDENTITY},
+        "seed": exp.seed,
+    }
+
+
+def _flat(identity: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in identity.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": json.dumps(v, sort_keys=True) for k, v in value.items()})
+        else:
+            out[key] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def identity_diff(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``["data_fingerprint", "protocol.test_subjects", ...]``: keys whose values differ (the split last)."""
+    a, b = _flat(recorded), _flat(current)
+    return [k for k in sorted(set(a) | set(b), key=lambda k: (k == "split", k)) if a.get(k) != b.get(k)]
+
+
+def _describe_diff(recorded: dict[str, Any], current: dict[str, Any], keys: list[str]) -> str:
+    a, b = _flat(recorded), _flat(current)
+    parts = []
+    for key in keys:
+        if key == "split":
+            parts.append("split (other subjects)")
+        elif key == "data_fingerprint":
+            was, now = (json.loads(d[key]) if key in d else "-" for d in (a, b))
+            parts.append(f"data fingerprint ({was} → {now})")
+        else:
+            parts.append(f"{key} ({a.get(key, '-')} → {b.get(key, '-')})")
+    return ", ".join(parts)
+
+
+def comparable(records: list[TrialRecord], attrs: dict[str, Any]) -> list[TrialRecord]:
+    """Trials made on the study's data: never compare trials across data fingerprints.
+
+    The study's fingerprint is its recorded identity's, else (a study from before identities) the latest
+    trial's. Trials without a recorded fingerprint are kept (nothing says they differ).
+    """
+    fp = (attrs.get(IDENTITY_ATTR) or {}).get("data_fingerprint")
+    if fp is None:
+        marked = [r for r in records if r.attrs.get("data_fingerprint")]
+        fp = marked[-1].attrs["data_fingerprint"] if marked else None
+    return [r for r in records if fp is None or r.attrs.get("data_fingerprint", fp) == fp]
+
+
+def _as_config_error(exp: ExperimentConfig, err: KeyedError) -> UserError:
+    """A KeyedError located at the key the user set: a --set / flag if they typed one, else file:line."""
+    typed = [k for k in err.keys if any(o[: len(k)] == k for o in exp.doc.overrides)]
+    return exp.doc.error((typed or err.keys)[0], err.problem)
+
+
+def check_data(exp: ExperimentConfig, windows: Any) -> list[Any]:
+    """The protocol against the windows: subject counts, every partition's classes. Returns the splits."""
+    import numpy as np
+
+    from ape_nas.data.splits import check_balance, make_splits
+
+    try:
+        splits = make_splits(exp.protocol, windows.subjects)
+        labels_of = {s: set(np.unique(windows.y[windows.groups == i]).tolist()) for i, s in enumerate(windows.subjects)}
+        check_balance(splits, labels_of, windows.class_names, exp.protocol["kind"])
+    except KeyedError as err:
+        raise _as_config_error(exp, err) from None
+    return splits
+
+
+def _bind_study(plan: SweepPlan, identity: dict[str, Any], console: Console) -> None:
+    """Refuse (or, with ``--new-study``, step aside from) a study whose trials were made on something else.
+
+    ``--new-study``: the first of ``<name>-2``, ``<name>-3`` ... that is free or has this identity (so the
+    same command resumes it); the plan's experiment and backend take that name (study and MLflow experiment).
+    """
+    exp, backend = plan.experiment, plan.backend
+    base, k = exp.name, 1
+    while True:
+        recorded = backend.attrs().get(IDENTITY_ATTR) if backend.exists() else None
+        diff = identity_diff(recorded, identity) if recorded else []
+        if not diff:
+            break
+        if not plan.new_study:
+            raise UserError(
+                f"study {exp.name!r} in {backend.storage_label} holds trials made on other data or protocol: "
+                f"{_describe_diff(recorded, identity, diff)}; their scores cannot be compared with new ones. "
+                f"Give this experiment another name (--set name={exp.name}-2) or pass --new-study"
+            )
+        k += 1
+        exp = dataclasses.replace(plan.experiment, name=f"{base}-{k}")
+        backend.rename(exp)
+        backend.study = None
+    if exp.name != base:
+        plan.experiment = exp
+        console.print(
+            f"[yellow]--new-study: study {base!r} was made on other data or protocol; this sweep uses study "
+            f"{exp.name!r} (pass --set name={exp.name} to status, best, reproduce and export)[/yellow]"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# nothing half-written: what a failed or interrupted start must undo
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Undo:
+    """Remembers what the work directory held before a sweep started writing, and removes what it added.
+
+    Undone on any error (or interrupt) before the first trial: a study this command created (deleted), the
+    MLflow parent run (a new one deleted, a resumed one set back to its status), a new MLflow experiment, and
+    files and folders new in the work directory or its cache. ``shared=True`` (workers of one study: another
+    worker may be using what this one just created) only closes the parent run.
+    """
+
+    def __init__(self, workdir: Path, shared: bool) -> None:
+        self.workdir, self.shared = workdir, shared
+        self.existed = workdir.exists()
+        self.entries = self._entries()
+        self.study_created = False
+        self.tracker: SweepTracker | None = None
+
+    def _entries(self) -> set[str]:
+        if not self.workdir.is_dir():
+            return set()
+        found = set(os.listdir(self.workdir))
+        cache = self.workdir / "cache"
+        if cache.is_dir():
+            found |= {f"cache/{name}" for name in os.listdir(cache)}
+        return found
+
+    def __call__(self, backend: Backend) -> None:
+        tracker = self.tracker
+        if tracker is not None:
+            with suppress(Exception):
+                tracker.undo_parent(delete=not self.shared)
+        if self.shared:
+            return
+        if self.study_created and backend.study is not None:
+            with suppress(Exception):
+                if not backend.records():
+                    backend.delete()
+        if not self.existed:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
+        for name in sorted(self._entries() - self.entries, reverse=True):
+            path = self.workdir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with suppress(OSError):
+                    path.unlink()
+
+
 def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = False) -> SweepSession:
-    """Prepare data (before anything else is written), open the study and the MLflow parent run.
+    """Prepare and check the data, bind the study, open it and the MLflow parent run.
+
+    Everything that can be checked is checked before anything is written: the protocol against the data's
+    subjects and classes, and the study's identity (:func:`study_identity`) against a study of that name. If
+    anything fails later (or the user interrupts) before the first trial, what this call wrote is undone.
 
     The parent run is the one recorded in the study if it exists in this tracking store; otherwise a new one
     is created and recorded. Workers of the same study call this too and share the recorded parent: the
     check-and-create runs under the study's mutex (``backend.exclusive``), so workers starting at once end up
     with ONE parent. ``join=True`` (workers): a study that records another MLflow tracking store is an error.
     """
+    console = console or make_console(stderr=True)
+    undo = _Undo(plan.workdir, shared=join)
+    try:
+        return _open(plan, console, join, undo)
+    except BaseException:
+        undo(plan.backend)
+        raise
+
+
+def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSession:
     from ape_nas.data.prepare import prepare_windows
     from ape_nas.trial_runner import TrialRunner
 
-    exp, space, backend = plan.experiment, plan.space, plan.backend
+    space, backend = plan.space, plan.backend
     cache_dir = plan.workdir / "cache"
-    console = console or make_console(stderr=True)
+    identity: dict[str, Any] = {}
+
+    def check(ws: Any) -> None:  # before the cache entry, the study or any run is written
+        splits = check_data(plan.experiment, ws)
+        identity.update(study_identity(plan.experiment, ws.fingerprint, splits))
+        _bind_study(plan, identity, console)
+
+    exp = plan.experiment
     with console.status(f"preparing windows of {exp.data['benchmark']} (cached after the first run)") as status:
-        windows = prepare_windows(  # data problems surface before any study or run exists
-            exp.data, cache_dir, progress=lambda s: status.update(f"windows of {exp.data['benchmark']}: {s}")
-        )
+        try:
+            windows = prepare_windows(
+                exp.data,
+                cache_dir,
+                progress=lambda s: status.update(f"windows of {exp.data['benchmark']}: {s}"),
+                check=check,
+            )
+        except KeyedError as err:
+            raise _as_config_error(exp, err) from None
+    exp = plan.experiment  # --new-study may have renamed it
     console.print(data_line(windows))
 
+    undo.study_created = not backend.exists()
     backend.open(create=True)
     recorded = backend.attrs().get("tracking_uri")
     if join and recorded not in (None, plan.tracking_uri):
@@ -155,11 +365,15 @@ def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = 
             f"study {exp.name!r} logs to MLflow at {recorded}, this worker would log to {plan.tracking_uri}: "
             f"pass --tracking-uri {recorded}"
         )
+    if not backend.attrs().get(IDENTITY_ATTR):
+        backend.set_attrs({IDENTITY_ATTR: identity})
     if hasattr(backend, "on_stale_trial"):  # a trial whose worker died: its MLflow run ends FAILED
         backend.on_stale_trial = lambda record: _close_stale_run(plan.tracking_uri, record)
 
     def tracker_() -> SweepTracker:
-        return SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
+        tracker = SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
+        undo.tracker = tracker
+        return tracker
 
     # A store the study already records exists: open it outside the mutex. A new one (first run) is created
     # inside it, so that concurrent workers do not initialise the same MLflow database at once.
@@ -209,6 +423,7 @@ def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = 
         tracking_uri=plan.tracking_uri,
         parent_run_id=parent.run_id,
         cache_dir=str(cache_dir),
+        data_fingerprint=windows.fingerprint,
     )
     runner._space, runner._tracker = space, tracker  # this process already has them
     return SweepSession(
@@ -219,30 +434,39 @@ def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = 
 def run_sweep(
     plan: SweepPlan, *, n_trials: int | None = None, timeout_s: float | None = None, progress: bool = True
 ) -> SweepOutcome:
-    """Run a validated sweep: prepare data once, open study + MLflow parent run, add ``n_trials`` trials."""
-    exp, backend = plan.experiment, plan.backend
-    n_trials = n_trials if n_trials is not None else exp.budget["trials"]
-    timeout_s = timeout_s if timeout_s is not None else exp.budget["timeout_s"]
+    """Run a validated sweep: prepare data once, open study + MLflow parent run, add ``n_trials`` trials.
+
+    An interrupt (SIGINT/SIGTERM, see :mod:`ape_nas.interrupts`) during the trials fails the running trial in
+    the study and in MLflow (note ``interrupted (SIGINT)``), ends the parent run KILLED and returns with
+    ``interrupted=True``; before the first trial it undoes the start (see :func:`open_sweep`) and propagates.
+    """
+    n_trials = n_trials if n_trials is not None else plan.experiment.budget["trials"]
+    timeout_s = timeout_s if timeout_s is not None else plan.experiment.budget["timeout_s"]
     session = open_sweep(plan)
+    exp, backend = plan.experiment, plan.backend
     tracker, parent, runner = session.tracker, session.parent, session.runner
     before = {r.number for r in backend.records()}
     metric = exp.objective["metric"]
     display = SweepProgress(n_trials, exp.direction, metric, enabled=progress)
+    mine: set[int] = set()
+
+    def trial_started(number: int, model: str) -> None:
+        mine.add(number)
+        display.trial_started(number, model)
 
     interrupted = False
     started = time.time()
     try:
         with display:
-            backend.run(
-                runner, n_trials, timeout_s, on_trial_end=display.trial_finished, on_trial_start=display.trial_started
-            )
-    except KeyboardInterrupt:
+            backend.run(runner, n_trials, timeout_s, on_trial_end=display.trial_finished, on_trial_start=trial_started)
+    except (KeyboardInterrupt, Interrupted) as exc:
         interrupted = True
+        close_interrupted(backend, tracker, mine, str(exc) or "interrupted")
     except BaseException:
         tracker.finish_parent("FAILED")  # never leave the parent run RUNNING
         raise
     records = backend.records()
-    best = best_of(records, exp.direction)
+    best = best_of(comparable(records, backend.attrs()), exp.direction)
     _finish_parent(tracker, backend, records, best, metric, time.time() - started, interrupted)
     return SweepOutcome(
         records=records,
@@ -254,6 +478,21 @@ def run_sweep(
         interrupted=interrupted,
         baseline=session.baseline,
     )
+
+
+def close_interrupted(backend: Backend, tracker: SweepTracker, mine: set[int], note: str) -> None:
+    """Trials this process started that still run after an interrupt: failed in the study and in MLflow.
+
+    (Optuna fails the trial it was running itself; this covers an interrupt that came between its
+    bookkeeping steps. Ray's interrupted trials stay resumable and are left to the Ray backend.)
+    """
+    fail = getattr(backend, "fail_trials", None)
+    running = [r.number for r in backend.records() if r.state == "running" and r.number in mine]
+    if fail is not None and running:
+        fail(running, note)
+    for run in tracker.trial_runs():
+        if run.info.status == "RUNNING" and int(run.data.tags.get("ape_nas.trial_number", -1)) in mine:
+            TrialRun(tracker.tracking_uri, run.info.run_id).close("failed", note)
 
 
 def _finish_parent(
@@ -306,36 +545,45 @@ def load_status(
 ) -> tuple[ExperimentConfig, Backend]:
     """Open an existing study for reading (``status`` / ``best``); a missing study is a UserError.
 
-    A sweep run with ``--backend ray`` keeps its study in the Ray backend's store: when the experiment file's
-    backend has no such study in the work directory (and neither ``--storage`` nor ``backend.name`` was given),
-    the other backends' default stores are tried, so ``status`` finds the sweep without repeating ``--backend``.
+    Unless ``--storage``, ``backend.storage`` or ``backend.name`` (``--backend``) says where the study is, every
+    backend's default store in the work directory is looked at: the one that holds the study is used (a sweep
+    run with ``--backend ray`` is found without repeating it); if several hold it, that is a UserError listing
+    them, so that ``status`` never silently shows one of two sweeps.
     """
-    experiment = load_experiment(experiment_path, overrides)
-    backend = make_backend(experiment.backend["name"], experiment=experiment, workdir=Path(workdir), storage=storage)
-    try:
-        backend.open(create=False)
-    except UserError:
-        explicit = storage is not None or any(o.split("=", 1)[0].strip() == "backend.name" for o in overrides or [])
-        found = None if explicit else _study_of_other_backend(experiment_path, experiment, workdir, overrides)
-        if found is None:
-            raise
-        return found
-    return experiment, backend
-
-
-def _study_of_other_backend(
-    experiment_path: str | Path, experiment: ExperimentConfig, workdir: str | Path, overrides: list[str] | None
-) -> tuple[ExperimentConfig, Backend] | None:
     from ape_nas.backends import BACKENDS
 
-    for name in BACKENDS:
-        if name == experiment.backend["name"]:
-            continue
+    experiment = load_experiment(experiment_path, overrides)
+    explicit = (
+        storage is not None
+        or experiment.backend["storage"] is not None
+        or any(o.split("=", 1)[0].strip() == "backend.name" for o in overrides or [])
+    )
+    own = make_backend(experiment.backend["name"], experiment=experiment, workdir=Path(workdir), storage=storage)
+    if explicit:
+        own.open(create=False)
+        return experiment, own
+    found: list[tuple[ExperimentConfig, Backend]] = []
+    first_error: UserError | None = None
+    for name in sorted(BACKENDS, key=lambda n: n != experiment.backend["name"]):
         try:
-            other = load_experiment(experiment_path, [*(overrides or []), f"backend.name={name}"])
-            backend = make_backend(name, experiment=other, workdir=Path(workdir), storage=None)
+            exp = (
+                experiment
+                if name == experiment.backend["name"]
+                else load_experiment(experiment_path, [*(overrides or []), f"backend.name={name}"])
+            )
+            backend = own if exp is experiment else make_backend(name, experiment=exp, workdir=Path(workdir))
             backend.open(create=False)
-        except UserError:
+        except UserError as err:
+            first_error = first_error or err
             continue
-        return other, backend
-    return None
+        found.append((exp, backend))
+    if not found:
+        assert first_error is not None
+        raise first_error
+    if len(found) > 1:
+        where = ", ".join(f"{b.name} ({b.storage_label}, {len(b.records())} trials)" for _, b in found)
+        raise UserError(
+            f"study {experiment.name!r} exists in {len(found)} stores of {workdir}: {where}; choose one with "
+            + " or ".join(f"--backend {b.name}" for _, b in found)
+        )
+    return found[0]

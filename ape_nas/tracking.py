@@ -23,6 +23,16 @@ from ape_nas.spec import TrialSpec
 STATE_TAG = "ape_nas.state"
 ROLE_TAG = "ape_nas.role"
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
+_NAMED_STATES = ("pruned", "failed")  # shown in the run name at close: `trial-0003 (pruned)`
+
+
+def strip_state(run_name: str) -> str:
+    """``trial-0003 (pruned)`` → ``trial-0003``: the run name as created, whatever state it ended in."""
+    for state in _NAMED_STATES:
+        suffix = f" ({state})"
+        if run_name.endswith(suffix):
+            return run_name[: -len(suffix)]
+    return run_name
 
 
 def default_tracking_uri(workdir: Path) -> str:
@@ -56,6 +66,24 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=with_pg_driver(tracking_uri, f"tracking URI {hide_password(tracking_uri)}"))
 
 
+def _checked(call: Any, tracking_uri: str) -> Any:
+    """The first request to a tracking server: refused credentials become one line, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return call()
+    except MlflowException as exc:
+        text = str(exc)
+        if "401" in text or "403" in text or "Unauthorized" in text or "Permission" in text:
+            from ape_nas.errors import UserError
+
+            raise UserError(
+                f"MLflow at {hide_password(tracking_uri)} refused the request ({text.splitlines()[0][:120]}); "
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server"
+            ) from None
+        raise
+
+
 def _stringify(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
@@ -64,9 +92,10 @@ def _stringify(value: Any) -> str:
 class TrialRun:
     """A nested MLflow run for one trial; implements :class:`~ape_nas.reporting.TrialTracker`."""
 
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
+    def __init__(self, tracking_uri: str, run_id: str, name: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.run_id = run_id
+        self.name = name  # the run name without a state suffix, when known (else read at close)
         self._client = _client(tracking_uri)
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -99,10 +128,17 @@ class TrialRun:
         self._client.log_figure(self.run_id, figure, name)
 
     def close(self, state: str, note: str | None = None) -> None:
+        """End the run in ``state``; a pruned or failed run is renamed ``<name> (pruned)`` / ``<name> (failed)``.
+
+        MLflow's runs table shows a pruned trial as FINISHED like a complete one; the name makes the
+        difference visible there. The state itself stays in the tag ``ape_nas.state``."""
         tags = {STATE_TAG: state}
         if note:
             tags["ape_nas.note"] = note
         self.set_tags(tags)
+        if state in _NAMED_STATES:
+            base = self.name if self.name is not None else self._client.get_run(self.run_id).info.run_name or ""
+            self._client.update_run(self.run_id, name=f"{strip_state(base)} ({state})")
         self._client.set_terminated(self.run_id, _MLFLOW_STATUS[state])
 
 
@@ -113,7 +149,7 @@ class SweepTracker:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self._client = _client(tracking_uri)
-        exp = self._client.get_experiment_by_name(experiment_name)
+        exp = _checked(lambda: self._client.get_experiment_by_name(experiment_name), tracking_uri)
         if exp is None:
             location = None
             if artifact_root is not None and ui_url(tracking_uri) is None:
@@ -123,7 +159,9 @@ class SweepTracker:
             if exp.lifecycle_stage == "deleted":
                 self._client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
+        self.created_experiment = exp is None
         self.parent: TrialRun | None = None
+        self._parent_was: str | None = None  # status of a resumed parent before this command ("" = new run)
         self.commit = git_commit()
 
     def attach_parent(self, run_id: str) -> TrialRun:
@@ -137,6 +175,7 @@ class SweepTracker:
             try:
                 run = self._client.get_run(run_id)
                 if run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active":
+                    self._parent_was = run.info.status
                     self._client.update_run(run_id, status="RUNNING")
                     self.parent = TrialRun(self.tracking_uri, run_id)
                     self.parent.set_tags({"ape_nas.resumed": "true"})
@@ -147,9 +186,24 @@ class SweepTracker:
         if self.commit:
             all_tags["mlflow.source.git.commit"] = self.commit
         run = self._client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()})
+        self._parent_was = ""
         self.parent = TrialRun(self.tracking_uri, run.info.run_id)
         self.parent.log_params(params)
         return self.parent
+
+    def undo_parent(self, delete: bool = True) -> None:
+        """Undo :meth:`open_parent` after a failed start: a new parent run (and a new experiment) is ended and
+        deleted (``delete=False``: ended FAILED only); a resumed one gets its earlier status back."""
+        if self.parent is not None and self._parent_was is not None:
+            run_id = self.parent.run_id
+            if self._parent_was:
+                self._client.update_run(run_id, status=self._parent_was)
+            else:
+                self._client.set_terminated(run_id, "FAILED")
+                if delete:
+                    self._client.delete_run(run_id)
+        if delete and self.created_experiment:
+            self._client.delete_experiment(self.experiment_id)
 
     def start_trial(self, number: int, spec: TrialSpec, extra_tags: dict[str, Any] | None = None) -> TrialRun:
         assert self.parent is not None, "open_parent() first"
@@ -168,7 +222,7 @@ class SweepTracker:
         run = self._client.create_run(
             self.experiment_id, run_name=f"trial-{number:04d}", tags={k: str(v) for k, v in tags.items()}
         )
-        trial = TrialRun(self.tracking_uri, run.info.run_id)
+        trial = TrialRun(self.tracking_uri, run.info.run_id, name=run.info.run_name)
         trial.log_params(spec.flat_params())
         trial.log_text(spec.to_yaml(), "spec.yaml")
         return trial
@@ -185,7 +239,10 @@ class SweepTracker:
             run.close("pruned", str(exc))
             raise
         except BaseException as exc:
-            run.close("failed", f"{type(exc).__name__}: {exc}"[:500])
+            from ape_nas.interrupts import Interrupted
+
+            note = str(exc) if isinstance(exc, Interrupted | KeyboardInterrupt) and str(exc) else None
+            run.close("failed", note or f"{type(exc).__name__}: {exc}"[:500])
             raise
         else:
             run.close("complete")

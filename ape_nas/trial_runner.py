@@ -4,6 +4,10 @@ workers and inside Ray Tune trial actors.
 ``TrialRunner(handle)`` samples a TrialSpec from the space through the backend's handle, opens the trial's
 nested MLflow run under the sweep's parent run, runs :func:`ape_nas.objective.run_trial` with the handle as
 reporter, records the run id, spec and test metrics on the backend's trial, and returns the score.
+
+A spec identical to one the study already completed (same digest: same family, architecture, optimiser, data,
+protocol, training and seed) is not trained again: the trial records ``duplicate_of`` and that trial's score,
+test metrics and MLflow run (backends whose handle can look up finished trials: Optuna's).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TrialRunner:
     tracking_uri: str
     parent_run_id: str
     cache_dir: str
+    data_fingerprint: str = ""
     _space: Any = field(default=None, init=False, repr=False, compare=False)
     _tracker: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -48,10 +53,22 @@ class TrialRunner:
 
         space, tracker = self._objects()
         spec = space.sample(handle, self.base)
+        digest = spec.digest()
         handle.set_attr("model", spec.model)
         handle.set_attr("spec", spec.to_dict())
+        handle.set_attr("spec_digest", digest)
+        if self.data_fingerprint:
+            handle.set_attr("data_fingerprint", self.data_fingerprint)
         if on_start is not None:
             on_start(handle.number, spec.model)
+        lookup = getattr(handle, "finished_with", None)
+        twin = lookup(digest) if lookup is not None else None
+        if twin is not None and twin.value is not None:
+            handle.set_attr("duplicate_of", twin.number)
+            for key in ("mlflow_run_id", "test_metrics", "best_epoch"):
+                if key in twin.attrs:
+                    handle.set_attr(key, twin.attrs[key])
+            return float(twin.value)
         with tracker.trial(handle.number, spec, {"ape_nas.study": self.experiment_name}) as run:
             handle.set_attr("mlflow_run_id", run.run_id)
             result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,9 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import IO, Any
 
+from ape_nas import interrupts
 from ape_nas.errors import UserError
+from ape_nas.interrupts import Interrupted
 from ape_nas.progress import best_of, fmt
 
 SEVERAL_WORKERS_HINT = (
@@ -35,19 +38,19 @@ SEVERAL_WORKERS_HINT = (
 
 def cli_worker(args: argparse.Namespace) -> int:
     """Entry point of ``ape-nas worker`` (see ``ape_nas.cli``)."""
+    from ape_nas.config.flags import flag_overrides
     from ape_nas.sweep import prepare_sweep
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected 1 or more")
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials}: expected 1 or more")
-    overrides = list(args.overrides)
-    if args.trials is not None:
-        overrides.append(f"budget.trials={args.trials}")
-    if args.timeout is not None:
-        overrides.append(f"budget.timeout_s={args.timeout}")
     plan = prepare_sweep(
-        args.experiment, overrides=overrides, workdir=args.workdir, tracking_uri=args.tracking_uri, storage=args.storage
+        args.experiment,
+        overrides=flag_overrides(args),
+        workdir=args.workdir,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
     )
     backend = plan.backend
     kind = getattr(backend, "storage_kind", None)
@@ -100,7 +103,7 @@ def _sqlite_guard(backend: Any) -> AbstractContextManager[Any]:
 def run_worker(plan: Any) -> int:
     """This process as one worker: open the shared study and parent run, run budget.trials trials, summarise."""
     from ape_nas.console import make_console
-    from ape_nas.sweep import _finish_parent, open_sweep
+    from ape_nas.sweep import _finish_parent, close_interrupted, open_sweep
 
     exp, backend = plan.experiment, plan.backend
     n_trials, timeout_s = exp.budget["trials"], exp.budget["timeout_s"]
@@ -113,8 +116,10 @@ def run_worker(plan: Any) -> int:
         _say(f"joined study {exp.name} ({storage}) · MLflow parent run {parent.run_id} · {n_trials} trials")
         backend.fail_stale_trials()  # trials of workers that died: failed and queued again before we start
         mine: list[Any] = []
+        begun: set[int] = set()
 
         def started(number: int, model: str) -> None:
+            begun.add(number)
             # a worker that left while no trial was running may have ended the parent: it runs again
             with suppress(Exception):  # bookkeeping only: never fail a trial for it
                 parent._client.update_run(parent.run_id, status="RUNNING")
@@ -134,8 +139,9 @@ def run_worker(plan: Any) -> int:
         interrupted, error = False, None
         try:
             backend.run(session.runner, n_trials, timeout_s, on_trial_end=finished, on_trial_start=started)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
+            close_interrupted(backend, tracker, begun, str(exc) or "interrupted")
         except BaseException as exc:
             error = exc
         backend.fail_stale_trials()
@@ -160,7 +166,10 @@ def run_worker(plan: Any) -> int:
         f"done in {time.time() - started_at:.0f} s: {len(mine)} trials ({mine_text}) · study {exp.name} now "
         f"{len(records)} trials ({study_text}) · {best_text} · {parent_text}"
     )
-    return 130 if interrupted else 0
+    if interrupted:
+        _say(interrupts.LINE)
+        return interrupts.exit_code()
+    return 0
 
 
 def _gpu_ids() -> list[str]:
@@ -240,7 +249,11 @@ def spawn_workers(args: argparse.Namespace, plan: Any) -> int:
     codes: list[int] = []
     try:
         codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:  # the workers got the same Ctrl+C: let them close their trials
+    except (KeyboardInterrupt, Interrupted):  # pass it on (a terminal's Ctrl+C reached them already: ignored
+        signum = interrupts.received() or signal.SIGINT  # as a second signal), let them close their trials
+        for p in procs:
+            with suppress(ProcessLookupError):
+                p.send_signal(signum)
         codes = [p.wait() for p in procs]
     from ape_nas.sweep import load_status
 
@@ -255,7 +268,10 @@ def spawn_workers(args: argparse.Namespace, plan: Any) -> int:
         flush=True,
     )
     bad = [c for c in codes if c != 0]
-    return 130 if 130 in bad else (bad[0] if bad else 0)
+    if interrupts.received() is not None:
+        print(f"ape-nas worker: {interrupts.LINE}", flush=True)
+        return interrupts.exit_code()
+    return next((c for c in bad if c in (130, 143)), bad[0] if bad else 0)
 
 
 __all__ = ["cli_worker", "run_worker", "spawn_workers", "worker_commands"]

@@ -135,14 +135,24 @@ def test_override_creates_nested_keys_and_records_itself():
     apply_overrides(doc, ["budget.trials=5", "backend.sampler_options.seed=4", "name=x"])
     assert doc.data == {"budget": {"trials": 5}, "backend": {"sampler_options": {"seed": 4}}, "name": "x"}
     assert doc.overrides == {
-        ("budget", "trials"): "budget.trials=5",
-        ("backend", "sampler_options", "seed"): "backend.sampler_options.seed=4",
-        ("name",): "name=x",
+        ("budget", "trials"): "--set budget.trials=5",
+        ("backend", "sampler_options", "seed"): "--set backend.sampler_options.seed=4",
+        ("name",): "--set name=x",
     }
     assert doc.where(("budget", "trials")) == "--set budget.trials=5"
     assert doc.where(("backend", "sampler_options", "seed")) == "--set backend.sampler_options.seed=4"
     assert doc.where(("budget",)) == "f.yaml:1", "the parent still comes from the file"
     assert doc.error(("name",), "bad").args[0] == "--set name=x: name: bad"
+
+
+def test_a_flag_override_is_recorded_as_typed():
+    from ape_nas.config.experiment import Flag
+
+    doc = doc_of("budget:\n  trials: 3\n")
+    apply_overrides(doc, [Flag("budget.trials=-3", "--trials -3")])
+    assert doc.data["budget"]["trials"] == -3
+    assert doc.where(("budget", "trials")) == "--trials -3"
+    assert doc.error(("budget", "trials"), "bad").args[0] == "--trials -3: budget.trials: bad"
 
 
 def test_where_names_the_set_that_created_a_parent_mapping():

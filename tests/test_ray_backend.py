@@ -226,8 +226,13 @@ def test_a_failing_trial_does_not_stop_the_ray_sweep(ray_cluster, tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "signum, group",
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c-to-the-group", "sigterm-to-the-sweep"],
+)
 def test_interrupted_ray_sweep_resumes_without_repeating_trials(
-    ray_cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], signum: int, group: bool
 ):
     # longer trials (8 epochs) so that some are still running when Ctrl+C arrives
     longer = ["--set", "training.max_epochs=8", "--set", "training.patience=8"]
@@ -247,16 +252,26 @@ def test_interrupted_ray_sweep_resumes_without_repeating_trials(
         output.append(line)
         if line.lstrip().startswith("trial ") or time.monotonic() > deadline:
             break  # the first trial has finished
-    os.killpg(proc.pid, signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:  # `kill PID`, as a batch scheduler does
+        os.kill(proc.pid, signum)
     output.append(proc.communicate(timeout=120)[0])
     text = "".join(output)
-    assert proc.returncode == 130, text
-    assert "interrupted: re-run the same command" in text
+    assert proc.returncode == 128 + signum, text
+    assert "interrupted — run the same command to continue" in text
 
     first = _status(tmp_path, capsys, *longer)
     done = {t["number"]: t["mlflow_run_id"] for t in first["trials"] if t["state"] in ("complete", "pruned")}
     assert done and len(done) < 6, text
-    assert any(t["state"] == "running" for t in first["trials"])  # interrupted, to be restarted
+    stopped = [t for t in first["trials"] if t["state"] not in ("complete", "pruned")]
+    assert stopped and {t["state"] for t in stopped} == {"interrupted"}  # to be restarted, not "running" forever
+    durations = [t["duration_s"] for t in stopped]
+    time.sleep(1.0)
+    again = {t["number"]: t["duration_s"] for t in _status(tmp_path, capsys, *longer)["trials"]}
+    assert [again[t["number"]] for t in stopped] == durations  # the clock of an interrupted trial stopped
+    _, _, runs = sweep_runs(first)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
 
     assert main(cmd) == 0  # the same command again: finishes that sweep
     after = _status(tmp_path, capsys, *longer)

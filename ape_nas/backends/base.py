@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-STATES = ("complete", "pruned", "failed", "running", "waiting")
+STATES = ("complete", "pruned", "failed", "running", "waiting", "interrupted")  # interrupted: Ray, resumable
 
 
 class TrialHandle(Protocol):
@@ -74,6 +74,24 @@ class Backend(ABC):
     @abstractmethod
     def open(self, create: bool = True) -> None:
         """Create or load the study; with ``create=False`` a missing study is a UserError."""
+
+    def exists(self) -> bool:
+        """Whether the study is already in its storage (creates no file: local stores are checked first)."""
+        from ape_nas.errors import UserError
+
+        try:
+            self.open(create=False)
+        except UserError:
+            return False
+        return True
+
+    def delete(self) -> None:
+        """Remove the study: undoes a study this command created before a late error."""
+        raise NotImplementedError
+
+    def rename(self, experiment: Any) -> None:
+        """Use another (derived) study name: ``experiment`` is the same experiment under that name."""
+        self.experiment = experiment
 
     @abstractmethod
     def run(

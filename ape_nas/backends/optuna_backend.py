@@ -40,6 +40,7 @@ from ape_nas.config.experiment import ExperimentConfig
 from ape_nas.config.schema import unknown_key_error
 from ape_nas.dburl import with_pg_driver
 from ape_nas.errors import UserError
+from ape_nas.interrupts import Interrupted
 from ape_nas.reporting import TrialPruned
 
 SAMPLERS: dict[str, str] = {
@@ -203,6 +204,19 @@ class _Handle:
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
 
+    def finished_with(self, digest: str) -> TrialRecord | None:
+        """A complete trial of this study that trained the spec with this digest (it need not run again)."""
+        for ft in self._trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if ft.user_attrs.get("spec_digest") == digest and ft.value is not None:
+                return OptunaBackend._record(ft)
+        return None
+
+
+def derived_seed(seed: int, n_trials: int) -> int:
+    """The sampler seed of a command that continues a study of ``n_trials`` trials: ``seed`` for a new study,
+    else ``(seed + 7919 * n_trials) mod 2**31`` — reproducible, and never the start-up points of earlier runs."""
+    return (seed + 7919 * n_trials) % 2**31
+
 
 class OptunaBackend(Backend):
     name = "optuna"
@@ -221,6 +235,7 @@ class OptunaBackend(Backend):
         # several workers share the study: each samples with its own seed, and TPE counts running trials
         self.parallel = False
         self._seed_offset = 0
+        self._trials_before = 0  # trials in the study when this command opened it: the sampler seed follows it
         self._retries = TRIAL_RETRIES
         quiet_optuna()
 
@@ -252,8 +267,9 @@ class OptunaBackend(Backend):
                 )
         kwargs = {k: v for k, v in defaults.items() if k in accepted and k not in options}
         kwargs.update(options)
-        if kind == "sampler" and self._seed_offset and isinstance(kwargs.get("seed"), int):
-            kwargs["seed"] = (kwargs["seed"] + self._seed_offset) % 2**31  # workers must not draw the same points
+        if kind == "sampler" and isinstance(kwargs.get("seed"), int):
+            # a resumed study must not draw the points of earlier commands again; workers not each other's
+            kwargs["seed"] = (derived_seed(kwargs["seed"], self._trials_before) + self._seed_offset) % 2**31
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -365,6 +381,27 @@ class OptunaBackend(Backend):
                 f"study {name!r} in {self._storage_url} was created to {have}, but the experiment "
                 f"asks to {self.experiment.direction}; use another name or storage"
             )
+        self._trials_before = len(self.study.get_trials(deepcopy=False))
+        if self._trials_before:
+            self.study.sampler = self.sampler()
+
+    def delete(self) -> None:
+        """Remove the study (used to undo a study this command created before a late error)."""
+        assert self._store is not None
+        optuna.delete_study(study_name=self.experiment.name, storage=self._store)
+        self.study = None
+
+    def fail_trials(self, numbers: list[int], note: str) -> None:
+        """Mark these running trials FAIL with ``note`` (an interrupt that came between Optuna's bookkeeping)."""
+        assert self.study is not None and self._store is not None
+        store = self._store
+        study_id = store.get_study_id_from_name(self.experiment.name)
+        for ft in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if ft.number in numbers:
+                trial_id = store.get_trial_id_from_study_id_trial_number(study_id, ft.number)
+                with suppress(Exception):  # finished meanwhile
+                    store.set_trial_user_attr(trial_id, "error", note)
+                    store.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def run(
         self,
@@ -381,6 +418,9 @@ class OptunaBackend(Backend):
                 return fn(_Handle(trial), on_start=on_trial_start)
             except TrialPruned:
                 raise optuna.TrialPruned() from None
+            except Interrupted as exc:  # Optuna fails the trial on KeyboardInterrupt and stops optimize()
+                trial.set_user_attr("error", str(exc))
+                raise KeyboardInterrupt(str(exc)) from exc
             except Exception as exc:
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
                 raise
@@ -452,11 +492,15 @@ class OptunaBackend(Backend):
     @staticmethod
     def _record(ft: optuna.trial.FrozenTrial) -> TrialRecord:
         duration = ft.duration.total_seconds() if ft.duration is not None else None
+        state = _STATES.get(ft.state.name, ft.state.name.lower())
+        stopped = ft.user_attrs.get("interrupted_at")  # Ray: interrupted, restarted when the sweep is re-run
+        if state == "running" and stopped is not None:
+            state = "interrupted"
         if duration is None and ft.datetime_start is not None and ft.state.name == "RUNNING":
-            duration = time.time() - ft.datetime_start.timestamp()
+            duration = (stopped or time.time()) - ft.datetime_start.timestamp()
         return TrialRecord(
             number=ft.number,
-            state=_STATES.get(ft.state.name, ft.state.name.lower()),
+            state=state,
             value=ft.value,
             duration_s=duration,
             params=dict(ft.params),

@@ -181,6 +181,16 @@ def _train(config: dict[str, Any], runner: TrialFunction, threads: int) -> None:
     tune.report(handle.result(score, **{FINAL: True}))
 
 
+INTERRUPTED = "interrupted_at"  # user attr of a trial stopped by an interrupt (Ray restarts it on resume)
+
+
+def _term_as_sigint(signum: int, frame: Any) -> None:
+    from ape_nas import interrupts
+
+    interrupts.record(signum)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def _trial_dirname(trial: Any) -> str:
     return f"trial-{int(trial.config.get(NUMBER, 0)):04d}-{trial.trial_id}"
 
@@ -345,7 +355,8 @@ def _define_ray_classes() -> None:
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             number = int(trial.config[NUMBER])
             model = str(trial.config.get("model", ""))
-            self.book.set_attrs(number, {"model": model, "ray_trial_id": trial.trial_id})
+            # a trial restarted after an interrupt is running again
+            self.book.set_attrs(number, {"model": model, "ray_trial_id": trial.trial_id, INTERRUPTED: None})
             if _LIVE.get("on_trial_start"):
                 _LIVE["on_trial_start"](number, model)
 
@@ -538,6 +549,14 @@ class RayBackend(Backend):
                     "use another storage or experiment name for the ray backend"
                 )
             self.study.set_user_attr("ape_nas.backend", self.name)
+        self._optuna._trials_before = len(self.study.get_trials(deepcopy=False))  # resumed: a new sampler seed
+
+    def delete(self) -> None:
+        optuna.delete_study(study_name=self.experiment.name, storage=_rdb(self._storage_url))
+        self.study = None
+
+    def rename(self, experiment: ExperimentConfig) -> None:
+        self.experiment = self._optuna.experiment = experiment
 
     def records(self) -> list[TrialRecord]:
         assert self.study is not None
@@ -641,6 +660,10 @@ class RayBackend(Backend):
             else:
                 tuner = self._new_tuner(trainable, int(n_trials), last["name"])
             handler = signal.getsignal(signal.SIGINT)
+            term = signal.getsignal(signal.SIGTERM)
+            if threading.current_thread() is threading.main_thread():
+                # SIGTERM (a scheduler's stop, `kill`) takes Ray's Ctrl+C path: state saved, trials stopped
+                signal.signal(signal.SIGTERM, _term_as_sigint)
             try:
                 with warnings.catch_warnings():
                     # OptunaSearch times the define-by-run function; the first call loads the space file, which
@@ -653,6 +676,7 @@ class RayBackend(Backend):
             finally:  # Tune leaves its own SIGINT handler installed after a run it was not asked to stop
                 if threading.current_thread() is threading.main_thread():
                     signal.signal(signal.SIGINT, handler)
+                    signal.signal(signal.SIGTERM, term)
             # Ray returns normally after SIGINT: it saved its state, then stopped the running trials (whose
             # in-memory status then reads TERMINATED). The study tells them apart: nobody told their end.
             numbers = _LIVE.get("trials", [])
@@ -729,8 +753,13 @@ class RayBackend(Backend):
         """Close the MLflow runs of trials Ray stopped on Ctrl+C (they restart when the sweep is re-run)."""
         tracking_uri, parent_run_id, experiment_id = self._tracking()
         client = _mlflow(tracking_uri)
-        note = "interrupted (Ctrl+C); re-running the sweep restarts this trial"
-        for number in numbers:
+        from ape_nas import interrupts
+
+        how = signal.Signals(interrupts.received() or signal.SIGINT).name
+        note = f"interrupted ({how}); re-running the sweep restarts this trial"
+        book = _Book(self._storage_url, self.experiment.name)
+        for number in numbers:  # the study keeps them RUNNING (resume restarts them); status shows "interrupted"
+            book.set_attrs(number, {INTERRUPTED: time.time()})
             for run in _trial_runs(client, experiment_id, parent_run_id, number):
                 client.set_tag(run.info.run_id, "ape_nas.state", "interrupted")
                 client.set_tag(run.info.run_id, "ape_nas.note", note)

@@ -172,6 +172,20 @@ class ExperimentConfig:
         }
 
 
+class Flag(str):
+    """An override that a command-line flag stands for: ``Flag("budget.trials=-3", "--trials -3")``.
+
+    Errors about its key name the flag as the user typed it, not a ``--set`` they never wrote.
+    """
+
+    typed: str
+
+    def __new__(cls, text: str, typed: str) -> Flag:
+        obj = super().__new__(cls, text)
+        obj.typed = typed
+        return obj
+
+
 def apply_overrides(doc: Document, overrides: list[str]) -> None:
     """Apply ``key.path=value`` overrides (values parsed as YAML) to the document in place."""
     for text in overrides:
@@ -192,7 +206,7 @@ def apply_overrides(doc: Document, overrides: list[str]) -> None:
                 raise UserError(f"--set {text}: {'.'.join(parts[: i + 1])} is not a mapping")
             node = child
         node[parts[-1]] = value
-        doc.overrides[tuple(parts)] = text
+        doc.overrides[tuple(parts)] = getattr(text, "typed", None) or f"--set {text}"
 
 
 def _check_benchmark_params(doc: Document, data: dict[str, Any]) -> None:
@@ -282,4 +296,4 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     return parse_experiment(doc)
 
 
-__all__ = ["METRICS", "PRUNERS", "SAMPLERS", "ExperimentConfig", "apply_overrides", "dotted", "load_experiment"]
+__all__ = ["METRICS", "PRUNERS", "SAMPLERS", "ExperimentConfig", "Flag", "apply_overrides", "dotted", "load_experiment"]

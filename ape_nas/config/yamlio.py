@@ -24,17 +24,17 @@ class Document:
     path: str
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
-    overrides: dict[KeyPath, str] = field(default_factory=dict)
+    overrides: dict[KeyPath, str] = field(default_factory=dict)  # key → what the user typed ("--set k=v", "--trials 3")
 
     def where(self, keypath: KeyPath) -> str:
         """``file:line`` of the key (or its closest located parent), or the ``--set`` that introduced it."""
         for n in range(len(keypath), 0, -1):
             if keypath[:n] in self.overrides:
-                return f"--set {self.overrides[keypath[:n]]}"
+                return self.overrides[keypath[:n]]
         if keypath and keypath not in self.lines:  # a mapping that only a --set created (--set budgett.trials=1)
             for path, text in self.overrides.items():
                 if path[: len(keypath)] == keypath:
-                    return f"--set {text}"
+                    return text
         for n in range(len(keypath), -1, -1):
             if keypath[:n] in self.lines:
                 return f"{self.path}:{self.lines[keypath[:n]]}"

@@ -42,9 +42,16 @@ def path_params(name: str) -> tuple[str, ...]:
 
 
 def loader_defaults(name: str) -> dict[str, Any]:
-    """Keyword parameters of a benchmark loader with their defaults (what ``data.params`` may set)."""
+    """Keyword parameters of a benchmark loader with their defaults (what ``data.params`` may set).
+
+    ``require_labels`` is not among them: commands set it (training needs labels, prediction does not).
+    """
     sig = inspect.signature(get_loader(name))
-    return {p.name: p.default for p in sig.parameters.values() if p.default is not inspect.Parameter.empty}
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.default is not inspect.Parameter.empty and p.name != "require_labels"
+    }
 
 
 def load_benchmark(name: str, params: dict[str, Any]) -> BenchmarkData:

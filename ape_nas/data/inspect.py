@@ -1,22 +1,29 @@
 """`ape-nas data inspect`: what a data set holds and what is wrong with it, before anyone trains on it.
 
-Works on any loaded :class:`BenchmarkData`: subjects, duration, channels and rates, label balance per subject,
-beat-interval gaps, and raw-signal quality problems (NaN runs, flat lines, clipping plateaus), plus the
-subjects a reader skipped and why. A path is mapped to a reader by its layout (:func:`detect_format`).
+Works on any loaded :class:`BenchmarkData`: subjects (natural order: S2 before S10), duration, channels and rates,
+label balance per subject (or "unlabelled"), beat-interval gaps, and raw-signal quality problems (NaN runs, flat
+lines, clipping plateaus), plus the subjects a reader skipped and why. A path is mapped to a reader by its layout
+(:func:`detect_format`); :func:`open_data` reads a path or a built-in benchmark name for ``data inspect``,
+``predict`` and ``evaluate`` (labels optional: only training needs them).
 """
 
 from __future__ import annotations
 
+import inspect as pyinspect
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ape_nas.data.ids import natural_key
+from ape_nas.data.readers.e4 import SESSION_FILES
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.data.windows import MAX_BEAT_GAP_S
-from ape_nas.errors import UserError
+from ape_nas.errors import UnknownNameError, UserError
 
 FLAT_S = 2.0
+# set by the command (labels are optional for inspect/predict/evaluate), never by --set
+COMMAND_PARAMS = ("require_labels",)
 
 
 def detect_format(path: Path) -> str:
@@ -39,12 +46,65 @@ def detect_format(path: Path) -> str:
         return "wfdb"
     if any(path.glob("S*/S*.pkl")):
         return "wesad"
-    if any(path.glob("*/BVP.csv")):
-        return "e4"
+    if any((path / f).is_file() or any(path.glob(f"*/{f}")) for f in SESSION_FILES):
+        return "e4"  # one E4 session folder, or a folder of them
     raise UserError(
         f"{path}: cannot tell the data format (no dataset.yaml, Raw_data/, *.hea, S*/S*.pkl, "
-        "DREAMER.mat or E4 session folders); see docs/DATA_FORMATS.md"
+        "DREAMER.mat or E4 session files such as BVP.csv); see docs/DATA_FORMATS.md"
     )
+
+
+def open_data(
+    target: str | Path, params: dict[str, Any] | None = None, reader: str | None = None, *, require_labels: bool
+) -> BenchmarkData:
+    """Read a built-in benchmark by name (``synthetic``) or a data folder/file in any supported format.
+
+    ``reader`` overrides format detection; ``params`` are the reader's own parameters (``--set name=value``).
+    ``require_labels=False`` (``data inspect``, ``predict``, ``evaluate``): labels are read where they exist and
+    are never needed; unlabelled subjects come back ``UNLABELLED`` and ``BenchmarkData.no_labels`` says why.
+
+    Example:
+        >>> open_data("synthetic", {"subjects": 2}, require_labels=False).subject_ids()
+        ['S01', 'S02']
+    """
+    from ape_nas.data.benchmarks import BENCHMARKS, get_loader
+
+    text = str(target)
+    path = Path(text).expanduser()
+    by_name = text in BENCHMARKS and not path.exists()
+    if reader is not None and reader not in BENCHMARKS:
+        raise UnknownNameError("reader", reader, list(BENCHMARKS))
+    if by_name:
+        name = text
+        if reader is not None and reader != name:
+            raise UserError(f"--benchmark {reader} and the benchmark name {name}: give one of them")
+    else:
+        if path.is_dir() and not any(not p.name.startswith(".") for p in path.iterdir()):
+            raise UserError(
+                f"{path}: empty folder: no recordings to read (expected a data folder, see docs/DATA_FORMATS.md)"
+            )
+        name = reader or detect_format(path)
+    loader = get_loader(name)
+    signature = pyinspect.signature(loader).parameters
+    accepted = [p for p in signature if p not in COMMAND_PARAMS]
+    params = dict(params or {})
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        hint = ""
+        prefixed = [k for k in unknown if k.startswith("data.params.")]
+        if prefixed:
+            short = prefixed[0].removeprefix("data.params.")
+            hint = f"; --set takes the reader's own parameter names, e.g. --set {short}=VALUE"
+        raise UserError(
+            f"reader {name!r} has no parameter(s) {', '.join(unknown)}; expected some of: {', '.join(accepted)}{hint}"
+        )
+    if not by_name:
+        if "path" not in accepted:
+            raise UserError(f"{name} is a built-in benchmark and reads no files: give its name, not {path}")
+        params.setdefault("path", str(path))
+    if "require_labels" in signature:  # the built-in synthetic benchmark is always labelled
+        params["require_labels"] = require_labels
+    return loader(**params)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -114,20 +174,30 @@ def _subject(rec: SubjectRecording, class_names: list[str]) -> dict[str, Any]:
             problems.append(f"{ch}: clipping {info['clipped_frac']:.2%}")
         if info.get("gaps", 0) > 0:
             problems.append(f"{ch}: {info['gaps']} beat gaps, {info['gap_s']:.0f} s")
+    duration = rec.duration_s()
+    labelled = rec.is_labelled()
     return {
         "subject": rec.subject,
-        "duration_s": rec.duration_s(),
+        "duration_s": duration,
         "t0": rec.t0,
         "channels": channels,
+        "labelled": labelled,
         "label_seconds": seconds,
-        "unlabelled_s": float((lab == UNLABELLED).sum() / rec.label_rate),
+        # an unlabelled recording is unlabelled from start to end, whatever the length of its label array
+        "unlabelled_s": float((lab == UNLABELLED).sum() / rec.label_rate) if labelled else duration,
+        "no_labels": rec.meta.get("no_labels", ""),
         "problems": problems,
     }
 
 
 def inspect_benchmark(bench: BenchmarkData) -> dict[str, Any]:
-    """A JSON-ready report of a loaded benchmark."""
-    subjects = [_subject(rec, bench.class_names) for rec in bench.subjects]
+    """A JSON-ready report of a loaded benchmark; subjects in natural order (S2 before S10).
+
+    Without any label, ``labelled`` is false, ``label_balance`` is ``None`` and ``no_labels`` says why.
+    """
+    recs = sorted(bench.subjects, key=lambda r: natural_key(r.subject))
+    subjects = [_subject(rec, bench.class_names) for rec in recs]
+    labelled = any(s["labelled"] for s in subjects)
     totals = {c: sum(s["label_seconds"][c] for s in subjects) for c in bench.class_names}
     all_s = sum(totals.values()) or 1.0
     return {
@@ -135,9 +205,11 @@ def inspect_benchmark(bench: BenchmarkData) -> dict[str, Any]:
         "params": bench.params,
         "class_names": bench.class_names,
         "n_subjects": len(subjects),
+        "labelled": labelled,
+        "no_labels": "" if labelled else bench.no_labels or "no labels",
         "subjects": subjects,
-        "skipped": bench.skipped,
-        "label_balance": {c: v / all_s for c, v in totals.items()},
+        "skipped": dict(sorted(bench.skipped.items(), key=lambda kv: natural_key(kv[0]))),
+        "label_balance": {c: v / all_s for c, v in totals.items()} if labelled else None,
         "label_seconds": totals,
         "sources": len(bench.sources),
     }

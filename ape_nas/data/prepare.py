@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 from ape_nas.data.benchmarks import BENCHMARKS, load_benchmark, path_params
 from ape_nas.data.fingerprint import HashMemo, content_fingerprint, source_roots
 from ape_nas.data.windows import window_subject
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 PREP_VERSION = 3  # bump when preprocessing changes meaning, so old cache entries are not reused
 
@@ -59,7 +60,51 @@ def fingerprint(data_cfg: dict[str, Any], memo: HashMemo | None = None) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+SHORT = "shorter than one window"
+
+
+def _warning_summary(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Library warnings while reading and windowing, each message once with its count (never printed raw)."""
+    counts: dict[str, int] = {}
+    for w in caught:
+        text = " ".join(str(w.message).split())[:200]
+        counts[text] = counts.get(text, 0) + 1
+    return [f"{text} (×{n})" if n > 1 else text for text, n in counts.items()]
+
+
 def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSet:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ws = _build_quietly(data_cfg, key, progress)
+    ws.stats["warnings"] = _warning_summary(caught)
+    return ws
+
+
+def _no_windows_error(data_cfg: dict[str, Any], skipped: dict[str, str], longest: float) -> UserError:
+    if skipped and all(why.startswith(SHORT) for why in skipped.values()):
+        return KeyedError(
+            [("data", "window_s")],
+            f"{data_cfg['window_s']:g} s is longer than every recording (the longest, after alignment of its "
+            f"channels, lasts {longest:.0f} s); expected a window_s shorter than that",
+        )
+    return UserError(
+        f"benchmark {data_cfg['benchmark']}: no subject has usable labelled windows; {skip_summary(skipped)}"
+    )
+
+
+def skip_summary(skipped: dict[str, str], total: int | None = None) -> str:
+    """``3 of 16 subjects skipped: shorter than one window (S01, S05, S09)``, one group per reason."""
+    from ape_nas.data.ids import natural_key
+
+    groups: dict[str, list[str]] = {}
+    for subject, why in skipped.items():
+        groups.setdefault(why.split(" (", 1)[0] if why.startswith(SHORT) else why, []).append(subject)
+    of = f" of {total}" if total is not None else ""
+    parts = [f"{why} ({', '.join(sorted(ids, key=natural_key))})" for why, ids in groups.items()]
+    return f"{len(skipped)}{of} subject{'s' if len(skipped) != 1 else ''} skipped: " + "; ".join(parts)
+
+
+def _build_quietly(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSet:
     bench = load_benchmark(data_cfg["benchmark"], data_cfg["params"])
     from ape_nas import hrv
 
@@ -67,13 +112,19 @@ def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSe
     skipped = dict(bench.skipped)
     hrv_note = ""
     rate = 0.0
+    longest = 0.0
     for rec in bench.subjects:
+        duration = rec.duration_s() - max([0.0, *rec.offsets.values()])
+        longest = max(longest, duration)
+        if duration < data_cfg["window_s"]:
+            skipped[rec.subject] = f"{SHORT} ({duration:.0f} s < window_s {data_cfg['window_s']:g} s)"
+            continue
         sw, rate = window_subject(rec, data_cfg)
         if progress is not None:
             progress(rec.subject)
         if len(sw.labels) == 0:
-            skipped[rec.subject] = f"no usable labelled windows (dropped: {sw.dropped})"
-            warnings.warn(f"subject {rec.subject} skipped: {skipped[rec.subject]}", stacklevel=2)
+            dropped = ", ".join(f"{r} {n}" for r, n in sw.dropped.items() if n)
+            skipped[rec.subject] = f"no usable labelled windows (dropped: {dropped or 'none'})"
             continue
         xs.append(sw.windows)
         ys.append(sw.labels)
@@ -95,7 +146,7 @@ def _build(data_cfg: dict[str, Any], key: str, progress: Any = None) -> WindowSe
             "counts": np.bincount(sw.labels, minlength=len(bench.class_names)).tolist(),
         }
     if not subjects:
-        raise UserError(f"benchmark {data_cfg['benchmark']}: no subject has usable labelled windows ({skipped})")
+        raise _no_windows_error(data_cfg, skipped, longest)
     totals: dict[str, int] = {}
     for info in per_subject.values():
         for reason, count in info["dropped"].items():
@@ -157,23 +208,34 @@ def _read(folder: Path) -> WindowSet:
 _MEMO: dict[str, WindowSet] = {}
 
 
-def prepare_windows(data_cfg: dict[str, Any], cache_dir: Path | None = None, progress: Any = None) -> WindowSet:
+def prepare_windows(
+    data_cfg: dict[str, Any],
+    cache_dir: Path | None = None,
+    progress: Any = None,
+    check: Callable[[WindowSet], None] | None = None,
+) -> WindowSet:
     """Windows for an experiment's ``data`` section: from memory, then the disk cache, else built (and cached).
 
-    ``progress``, if given, is called with each subject id as it is windowed (cold builds only).
+    ``progress``, if given, is called with each subject id as it is windowed (cold builds only). ``check``, if
+    given, is called with the windows before anything is written to ``cache_dir``: when it raises, the cache
+    is left as it was (no new entry, no new hash memo).
     """
     memo = HashMemo(Path(cache_dir) / ".hashes.json" if cache_dir is not None else None)
     key = fingerprint(data_cfg, memo)
+    folder = Path(cache_dir) / key if cache_dir is not None else None
     if key in _MEMO:
-        return _MEMO[key]
-    if cache_dir is None:
-        ws = _build(data_cfg, key, progress)
-    else:
-        folder = Path(cache_dir) / key
-        if not (folder / "meta.json").is_file():
-            _write(_build(data_cfg, key, progress), folder)
-        memo.save()
+        ws = _MEMO[key]
+    elif folder is not None and (folder / "meta.json").is_file():
         ws = _read(folder)
+    else:
+        ws = _build(data_cfg, key, progress)
+    if check is not None:
+        check(ws)
+    if folder is not None and not (folder / "meta.json").is_file():
+        _write(ws, folder)
+        ws = _read(folder)  # memory-mapped, as every later load
+    if cache_dir is not None:
+        memo.save()
     _MEMO[key] = ws
     return ws
 

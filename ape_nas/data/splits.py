@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 PROTOCOLS = ("holdout", "kfold", "loso")
 
@@ -47,15 +47,82 @@ class Split:
         return "; ".join(f"{k}={','.join(v)}" for k, v in self.to_dict().items())
 
 
+def _count(spec: Any) -> int:
+    return spec if isinstance(spec, int) else len(spec)
+
+
+def check_counts(protocol: dict[str, Any], subjects: Sequence[str]) -> None:
+    """Subject counts of the protocol against the data's subjects, naming the key to change (KeyedError)."""
+    n, kind = len(subjects), protocol["kind"]
+    test = _count(protocol["test_subjects"])
+    test_key, val_key = ("protocol", "test_subjects"), ("protocol", "val_subjects")
+    if test >= n:
+        raise KeyedError([test_key], f"{test} test subjects, but the data has {n} usable subjects; expected fewer")
+    rest = n - test
+    if kind == "holdout":
+        val = _count(protocol["val_subjects"])
+        if test + val >= n:
+            raise KeyedError(
+                [test_key, val_key],
+                f"{test} test + {val} validation subjects leave none of the data's {n} usable subjects for "
+                f"training; expected test_subjects + val_subjects <= {n - 1}",
+            )
+    elif kind == "kfold" and (protocol["folds"] > rest or rest < 2):
+        raise KeyedError(
+            [("protocol", "folds"), test_key],
+            f"{protocol['folds']} folds need at least {max(protocol['folds'], 2)} non-test subjects; "
+            f"{rest} of the data's {n} remain after {test} test subjects",
+        )
+    elif kind == "loso" and rest < 2:
+        raise KeyedError([test_key], f"leave-one-subject-out needs at least 2 non-test subjects; {rest} of {n} remain")
+
+
+def check_balance(splits: list[Split], labels_of: dict[str, set[int]], class_names: list[str], kind: str) -> None:
+    """Every training partition holds every class; a holdout's validation and test subjects at least two.
+
+    ``labels_of`` maps each subject id to the classes of its windows.
+    """
+
+    def classes(ids: tuple[str, ...]) -> set[int]:
+        return set().union(*(labels_of.get(s, set()) for s in ids)) if ids else set()
+
+    wanted = set(range(len(class_names)))
+    for k, split in enumerate(splits):
+        fold = f" of fold {k + 1}" if len(splits) > 1 else ""
+        missing = wanted - classes(split.train)
+        if missing:
+            names = ", ".join(class_names[c] for c in sorted(missing))
+            raise KeyedError(
+                [("protocol", "seed"), ("protocol", "test_subjects")],
+                f"the training subjects{fold} have no windows of class {names}; expected every class in training "
+                "(draw other subjects with another protocol.seed, or list test/validation subjects)",
+            )
+        if kind != "holdout":
+            continue
+        for part, key in (("val", "val_subjects"), ("test", "test_subjects")):
+            ids = getattr(split, part)
+            if len(classes(ids)) < 2:
+                only = ", ".join(class_names[c] for c in sorted(classes(ids))) or "none"
+                raise KeyedError(
+                    [("protocol", key), ("protocol", "seed")],
+                    f"the {'validation' if part == 'val' else 'test'} subjects {', '.join(ids)} hold windows of one "
+                    f"class only ({only}); expected at least two classes so that the metrics mean something",
+                )
+
+
 def _resolve(spec: Any, pool: list[str], rng: np.random.Generator, what: str) -> list[str]:
     if isinstance(spec, int):
         if spec >= len(pool):
-            raise UserError(f"protocol.{what}: asked for {spec} subjects but only {len(pool)} remain to draw from")
+            raise KeyedError(
+                [("protocol", what)], f"asked for {spec} subjects but only {len(pool)} remain to draw from"
+            )
         return sorted(rng.choice(pool, size=spec, replace=False).tolist())
     ids = [str(s) for s in spec]
     missing = [s for s in ids if s not in pool]
     if missing:
-        raise UserError(f"protocol.{what}: subject(s) {', '.join(missing)} not available; available: {', '.join(pool)}")
+        raise KeyedError(
+            [("protocol", what)], f"subject(s) {', '.join(missing)} not available; available: {', '.join(pool)}"
+        )
     return sorted(ids)
 
 
@@ -73,7 +140,10 @@ def holdout_split(subjects: Sequence[str], test: Any, val: Any, seed: int) -> Sp
     val_ids = _resolve(val, rest, rng, "val_subjects")
     train_ids = [s for s in rest if s not in val_ids]
     if not train_ids:
-        raise UserError("protocol: no subjects left for training after choosing test and validation subjects")
+        raise KeyedError(
+            [("protocol", "test_subjects"), ("protocol", "val_subjects")],
+            "no subjects left for training after choosing test and validation subjects",
+        )
     return Split(train=tuple(train_ids), val=tuple(val_ids), test=tuple(test_ids))
 
 
@@ -84,8 +154,9 @@ def grouped_kfold(subjects: Sequence[str], test: Any, folds: int, seed: int) -> 
     test_ids = _resolve(test, pool, rng, "test_subjects")
     rest = [s for s in pool if s not in test_ids]
     if folds > len(rest) or len(rest) < 2:
-        raise UserError(
-            f"protocol.folds: {folds} folds need at least {max(folds, 2)} non-test subjects, {len(rest)} remain"
+        raise KeyedError(
+            [("protocol", "folds")],
+            f"{folds} folds need at least {max(folds, 2)} non-test subjects, {len(rest)} remain",
         )
     order = [rest[i] for i in rng.permutation(len(rest))]
     groups = [sorted(order[k::folds]) for k in range(folds)]
@@ -97,6 +168,7 @@ def grouped_kfold(subjects: Sequence[str], test: Any, folds: int, seed: int) -> 
 def make_splits(protocol: dict[str, Any], subjects: Sequence[str]) -> list[Split]:
     """All folds of a protocol (one for holdout), truncated to ``max_folds`` if set."""
     kind, seed = protocol["kind"], protocol["seed"]
+    check_counts(protocol, subjects)
     if kind == "holdout":
         splits = [holdout_split(subjects, protocol["test_subjects"], protocol["val_subjects"], seed)]
     elif kind == "kfold":

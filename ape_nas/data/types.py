@@ -35,6 +35,14 @@ class SubjectRecording:
     def channel_names(self) -> list[str]:
         return [*self.signals, *self.events]
 
+    def is_labelled(self) -> bool:
+        return bool((np.asarray(self.labels) != UNLABELLED).any())
+
+    def set_unlabelled(self, label_rate: float = 1.0) -> None:
+        """Labels ``UNLABELLED`` over the whole recording at ``label_rate`` (recordings read without labels)."""
+        self.labels = np.full(round(self.duration_s() * label_rate), UNLABELLED, dtype=np.int64)
+        self.label_rate, self.label_offset = float(label_rate), 0.0
+
     def duration_s(self) -> float:
         ends = [self.offsets.get(c, 0.0) + len(x) / self.rates[c] for c, x in self.signals.items()]
         ends += [float(e[-1, 0]) for e in self.events.values() if len(e)]
@@ -46,7 +54,8 @@ class BenchmarkData:
     """All subjects of one benchmark, with the class names that label indices refer to.
 
     ``sources`` lists the raw files read (their content keys the preprocessing cache); ``skipped`` maps
-    subjects a reader could not use to the reason (reported, never silent).
+    subjects a reader could not use to the reason (reported, never silent). ``no_labels`` says why a reader
+    called with ``require_labels=False`` found no labels (what is missing, and how to give it); empty otherwise.
     """
 
     name: str
@@ -55,6 +64,11 @@ class BenchmarkData:
     params: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    no_labels: str = ""
+
+    def is_labelled(self) -> bool:
+        """Whether any subject has a labelled sample."""
+        return any(s.is_labelled() for s in self.subjects)
 
     def subject_ids(self) -> list[str]:
         return [s.subject for s in self.subjects]

@@ -75,6 +75,7 @@ def evaluation_report(run: PredictionRun) -> dict[str, Any]:
         "subject_mean_f1_macro": float(np.mean(f1s)),
         "per_subject": per_subject,
         "unlabelled_windows": unlabelled,
+        "unlabelled_subjects": [s.subject for s in run.subjects if s.subject not in per_subject],
         "skipped": run.skipped,
     }
 

@@ -1,7 +1,8 @@
 """Prediction and evaluation from a bundle: recordings → the bundled preprocessing → onnxruntime. No torch.
 
 ``ape-nas predict BUNDLE --data PATH``: verify the bundle's checksums, read the recordings with the reader their
-layout calls for (:func:`ape_nas.data.inspect.detect_format`), cut them into windows exactly as in training
+layout calls for (:func:`ape_nas.data.inspect.detect_format`; ``PATH`` may also name a built-in benchmark such as
+``synthetic``), labels optional (prediction never needs them), cut them into windows exactly as in training
 (:func:`ape_nas.data.windows.window_subject` with the configuration rebuilt from ``preprocessing.json``, keeping
 unlabelled windows), run ``model.onnx`` and write one row per window.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import inspect as pyinspect
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ape_nas.console import make_console
+from ape_nas.data.ids import natural_key
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
 from ape_nas.handoff.bundle import Bundle, verify_bundle
@@ -52,61 +53,19 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _folder_without_labels(root: Path) -> BenchmarkData:
-    """A generic-folder data set that has no label table: every subject folder, unlabelled (prediction only)."""
-    from ape_nas.data.readers.e4 import NoDataError
-    from ape_nas.data.readers.folder import CONFIG, read_config, read_subject
-
-    _, cfg = read_config(root / CONFIG)
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    recs, skipped = [], {}
-    for sid in folders:
-        try:
-            rec = read_subject(root, sid, cfg, list(cfg["channels"]))
-        except NoDataError as err:
-            skipped[sid] = str(err)
-            continue
-        rec.meta.pop("files", None)
-        recs.append(rec)
-    return BenchmarkData(cfg["name"] or root.name, recs, list(cfg["class_names"]), skipped=skipped)
-
-
 def load_recordings(path: str | Path, params: dict[str, Any] | None = None, reader: str | None = None) -> BenchmarkData:
-    """Recordings of a data folder or file in any supported format (the reader is detected from the layout).
+    """Recordings of a data folder or file in any supported format (reader detected from the layout), or of a
+    built-in benchmark by name (``synthetic``), read with labels optional
+    (:func:`ape_nas.data.inspect.open_data`): prediction never needs labels; unlabelled subjects are
+    ``UNLABELLED`` and ``BenchmarkData.no_labels`` says why."""
+    from ape_nas.data.inspect import open_data
 
-    A generic folder data set without its label table is read unlabelled (fine for prediction).
-    """
-    from ape_nas.data.benchmarks import BENCHMARKS, get_loader
-    from ape_nas.data.inspect import detect_format
-
-    root = Path(path)
-    if root.is_dir() and not any(not p.name.startswith(".") for p in root.iterdir()):
-        raise UserError(
-            f"{root}: empty folder: no recordings to read (expected a data folder, see docs/DATA_FORMATS.md)"
-        )
-    name = reader or detect_format(root)
-    if name not in BENCHMARKS or name == "synthetic":
-        raise UserError(f"reader {name!r}: expected one of {', '.join(b for b in BENCHMARKS if b != 'synthetic')}")
-    params = dict(params or {})
-    if name == "folder" and not params:
-        from ape_nas.data.readers.folder import CONFIG, read_config
-
-        _, cfg = read_config(root / CONFIG)
-        if not (root / cfg["labels"]).is_file():
-            return _folder_without_labels(root)
-    loader = get_loader(name)
-    accepted = pyinspect.signature(loader).parameters
-    params.setdefault("path", str(root))
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise UserError(
-            f"reader {name!r} has no parameter(s) {', '.join(unknown)}; expected some of: {', '.join(accepted)}"
-        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped subjects are reported from bench.skipped
-        bench = loader(**params)
+        bench = open_data(path, params, reader, require_labels=False)
     if not bench.subjects:
-        raise UserError(f"{root}: no recordings found ({'; '.join(f'{s}: {r}' for s, r in bench.skipped.items())})")
+        raise UserError(f"{path}: no recordings found ({'; '.join(f'{s}: {r}' for s, r in bench.skipped.items())})")
+    bench.subjects.sort(key=lambda r: natural_key(r.subject))
     return bench
 
 
@@ -223,6 +182,11 @@ def run_prediction(
     """Verify the bundle, read and window the recordings, run ``model.onnx``: probabilities per window."""
     bundle = verify_bundle(bundle_dir)
     bench = load_recordings(data, params, reader)
+    if need_labels and not bench.is_labelled():
+        raise UserError(
+            f"evaluate needs labels: no labelled window in {data}: {bench.no_labels or 'the data holds no labels'}; "
+            "`ape-nas predict` runs without labels"
+        )
     for rec in bench.subjects:  # every recording must fit before anything runs
         check_recording(rec, bundle)
     lut = _label_lookup(bench.class_names, bundle, strict=need_labels)
@@ -302,8 +266,8 @@ def print_summary(run: PredictionRun, console: Any = None) -> None:
             ", ".join(f"{k} {v}" for k, v in row["dropped"].items()) or "—",
         )
     console.print(table)
-    for subject, why in run.skipped.items():
-        console.print(f"[yellow]skipped {subject}: {why}[/yellow]")
+    for subject in sorted(run.skipped, key=natural_key):
+        console.print(f"[yellow]skipped {subject}: {run.skipped[subject]}[/yellow]")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -165,9 +165,16 @@ def load(
     threshold: float = 3.0,
     channels: tuple[str, ...] | list[str] = ("ecg",),
     use_baseline: bool = False,
+    require_labels: bool = True,
 ) -> BenchmarkData:
-    """Load DREAMER's ECG from ``path``; see the module docstring for layout, labels and checks."""
+    """Load DREAMER's ECG from ``path``; see the module docstring for layout, labels and checks.
+
+    ``require_labels=False`` (prediction, inspection): a subject without its ``target`` scores is read
+    ``UNLABELLED`` instead of stopping the load.
+    """
     file = _check_params(path, target, threshold, channels, use_baseline)
+    if not isinstance(require_labels, bool):
+        raise UserError(f"dreamer: require_labels must be true or false, got {require_labels!r}")
     channels = list(channels)
     root = _read(file)
     data = _field(root, "Data", "DREAMER", file)
@@ -198,7 +205,9 @@ def load(
                     "one per clip"
                 )
         field = TARGETS[target]
-        scores = _scores(_field(person, field, where, file), f"{where}.{field}", len(stimuli), file)
+        scores = None
+        if require_labels or field in (getattr(_one(person), "_fieldnames", None) or []):
+            scores = _scores(_field(person, field, where, file), f"{where}.{field}", len(stimuli), file)
         all_scores = {
             t: _scores(getattr(_one(person), f), f"{where}.{f}", len(stimuli), file)
             for t, f in TARGETS.items()
@@ -219,6 +228,7 @@ def load(
         "channels": channels,
         "use_baseline": use_baseline,
     }
+    labelled = any(s.is_labelled() for s in subjects)
     return BenchmarkData(
         name=NAME,
         subjects=subjects,
@@ -226,6 +236,7 @@ def load(
         params=params,
         sources=[str(file)],
         skipped=skipped,
+        no_labels="" if labelled else f"dreamer: {file} has no {TARGETS[target]} scores",
     )
 
 
@@ -234,7 +245,7 @@ def _subject(
     person: Any,
     stimuli: list[np.ndarray],
     baselines: list[np.ndarray] | None,
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     all_scores: dict[str, np.ndarray],
     threshold: float,
     channels: list[str],
@@ -245,7 +256,8 @@ def _subject(
     for k, clip in enumerate(stimuli):
         if baselines is not None:
             pieces.append((baselines[k], UNLABELLED, "baseline", k))
-        pieces.append((clip, CLASS_NAMES.index("high") if scores[k] > threshold else 0, "clip", k))
+        label = UNLABELLED if scores is None else CLASS_NAMES.index("high") if scores[k] > threshold else 0
+        pieces.append((clip, label, "clip", k))
     total = sum(len(p[0]) for p in pieces) + gap * (len(pieces) - 1)
     signals = {ch: np.full(total, np.nan, dtype=np.float32) for ch in channels}
     labels = np.full(total, UNLABELLED, dtype=np.int64)
@@ -258,7 +270,7 @@ def _subject(
         span = {"clip": k + 1, "start_s": at / rate, "end_s": (at + n) / rate}
         if kind == "clip":
             span.update({t: float(s[k]) for t, s in all_scores.items()})
-            span["label"] = CLASS_NAMES[label]
+            span["label"] = CLASS_NAMES[label] if label != UNLABELLED else None
             clips.append(span)
         else:
             bases.append(span)

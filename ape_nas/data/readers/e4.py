@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ape_nas.data.ids import natural_sorted
 from ape_nas.data.readers.labels import (
     UNIX_MIN,
+    Interval,
     check_subjects,
     intervals_to_labels,
     read_interval_table,
@@ -40,7 +42,7 @@ from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
 
 NAME = "e4"
-VERSION = 1
+VERSION = 2  # 2: subjects in natural order of their ids (S2 before S10)
 PATH_PARAMS = ("path", "labels")  # parameters naming raw data files or folders (content-hashed for caching)
 
 E4_LAYOUT = "an Empatica E4 CSV: line 1 = session start (unix time), line 2 = sample rate (Hz), then samples"
@@ -58,6 +60,8 @@ SIGNAL_FILES: dict[str, tuple[str, int]] = {
 EVENT_FILES: dict[str, str] = {"ibi": "IBI.csv"}
 UNITS = {"bvp": "a.u.", "hr": "bpm", "eda": "uS", "temp": "degC", "acc_x": "g/64", "acc_y": "g/64", "acc_z": "g/64"}
 CHANNELS = [*SIGNAL_FILES, *EVENT_FILES]
+# files that make a folder an E4 session folder (one of them is enough)
+SESSION_FILES = ("BVP.csv", "HR.csv", "IBI.csv", "EDA.csv", "TEMP.csv", "ACC.csv")
 
 
 class NoDataError(UserError):
@@ -448,7 +452,10 @@ def name_list(loader: str, key: str, value: Any, allowed: Sequence[str] | None =
 def path_param(loader: str, path: Any, expected: str) -> Path:
     """Validate a loader's ``path`` parameter: an existing folder (errors say what is expected there)."""
     if path is None:
-        raise UserError(f"{loader}: no path; set data.params.path to {expected}")
+        raise UserError(
+            f"{loader}: no path; set data.params.path to {expected} (on the command line: give the folder, "
+            "or --set path=FOLDER)"
+        )
     if not isinstance(path, str | Path):
         raise UserError(f"{loader}: path must be a string, got {path!r}")
     root = Path(path).expanduser()
@@ -463,6 +470,23 @@ def skip_subject(skipped: dict[str, str], name: str, subject: str, reason: str) 
     warnings.warn(f"{name}: skipping subject {subject}: {reason}", UserWarning, stacklevel=3)
 
 
+def _read_labels(label_path: Path, known: list[str]) -> tuple[list[Interval] | None, SecondLabels | None, set[str]]:
+    """A label table of either kind (interval or per-second), checked against the subject ids in the data."""
+    if _is_interval_table(label_path):
+        intervals = read_interval_table(label_path)
+        check_subjects(intervals, known, label_path)
+        return intervals, None, {iv.label for iv in intervals}
+    second = read_second_labels(label_path)
+    unknown = np.flatnonzero(~np.isin(second.subject, known))
+    if unknown.size:
+        i = int(unknown[0])
+        raise UserError(
+            f"{label_path}:{second.line[i]}: subject {str(second.subject[i])!r} is not in the data; "
+            f"known: {', '.join(known)}"
+        )
+    return None, second, set(second.label.tolist())
+
+
 def e4(
     *,
     path: str | None = None,
@@ -470,6 +494,7 @@ def e4(
     channels: Sequence[str] = ("bvp", "hr", "ibi"),
     label_rate: float = 1.0,
     class_names: Sequence[str] | None = None,
+    require_labels: bool = True,
 ) -> BenchmarkData:
     """Load a folder of per-subject E4 session folders (sub-folder name = subject id) with labels.
 
@@ -478,6 +503,12 @@ def e4(
     ``class_names`` when given, else the table's labels sorted (numerically when all are integers). A subject
     whose files are missing or truncated, or that has no labelled second inside its recording, is skipped with a
     warning and its reason in ``skipped``; a label table naming an unknown subject is an error (file:line).
+    Subjects are read in natural order of their ids (S2 before S10).
+
+    ``require_labels=False`` (prediction, inspection): labels are optional. Without a label file every subject is
+    read ``UNLABELLED`` (``BenchmarkData.no_labels`` says why), a subject without labelled data is kept rather
+    than skipped, and ``path`` may also be one session folder (the folder holds ``BVP.csv`` …; the subject id is
+    the folder's name).
     """
     root = path_param(NAME, path, "a folder of per-subject E4 session folders")
     channels = name_list(NAME, "channels", channels, CHANNELS)
@@ -485,7 +516,10 @@ def e4(
         class_names = name_list(NAME, "class_names", class_names)
     if labels is not None and not isinstance(labels, str | Path):
         raise UserError(f"e4: labels must be the path of a label CSV, got {labels!r}")
-    if any((root / f).is_file() for f in ("BVP.csv", "HR.csv", "IBI.csv")):
+    if not isinstance(require_labels, bool):
+        raise UserError(f"e4: require_labels must be true or false, got {require_labels!r}")
+    single = any((root / f).is_file() for f in SESSION_FILES)
+    if single and require_labels:
         raise UserError(f"e4: {root} is one session folder; expected a folder with one E4 session folder per subject")
     if (
         isinstance(label_rate, bool)
@@ -493,35 +527,39 @@ def e4(
         or not (label_rate > 0 and math.isfinite(label_rate))
     ):
         raise UserError(f"e4: label_rate {label_rate!r} is not a positive number of Hz")
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if single:
+        folders = [root]
+    else:
+        subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+        folders = [subs[name] for name in natural_sorted(subs)]
     if not folders:
-        raise UserError(f"e4: {root} has no sub-folders; expected one E4 session folder per subject")
+        raise UserError(
+            f"e4: {root} has no sub-folders; expected one E4 session folder per subject "
+            f"(each holding {', '.join(SESSION_FILES[:3])} …)"
+        )
     known = [d.name for d in folders]
     label_path = Path(labels).expanduser() if labels is not None else root / "labels.csv"
-    if labels is None and not label_path.is_file():
-        raise UserError(f"e4: no labels: {label_path} not found; set data.params.labels to a label CSV")
     intervals = second = None
-    if _is_interval_table(label_path):
-        intervals = read_interval_table(label_path)
-        check_subjects(intervals, known, label_path)
-        found = {iv.label for iv in intervals}
-        by_subject: dict[str, list] = {}
-        for iv in intervals:
-            by_subject.setdefault(iv.subject, []).append(iv)
+    names: list[str] = list(class_names) if class_names is not None else []
+    no_labels = ""
+    if labels is not None or label_path.is_file():
+        intervals, second, found = _read_labels(label_path, known)
+        names = names or _label_sort(found)
+        if not names:
+            raise UserError(f"{label_path}: no labelled rows; expected at least one")
+    elif require_labels:
+        raise UserError(f"e4: no labels: {label_path} not found; set data.params.labels to a label CSV")
     else:
-        second = read_second_labels(label_path)
-        unknown = np.flatnonzero(~np.isin(second.subject, known))
-        if unknown.size:
-            i = int(unknown[0])
-            raise UserError(
-                f"{label_path}:{second.line[i]}: subject {str(second.subject[i])!r} is not in the data; "
-                f"known: {', '.join(known)}"
-            )
-        found = set(second.label.tolist())
-    names = list(class_names) if class_names is not None else _label_sort(found)
-    if not names:
-        raise UserError(f"{label_path}: no labelled rows; expected at least one")
-    subjects, skipped, sources = [], {}, [str(label_path)]
+        no_labels = (
+            f"e4: no label file: {label_path} not found; give one with --set labels=PATH "
+            "(a CSV subject,start,end,label or subject,time,label)"
+        )
+    by_subject: dict[str, list[Interval]] = {}
+    for iv in intervals or []:
+        by_subject.setdefault(iv.subject, []).append(iv)
+    subjects, skipped = [], {}
+    table_read = intervals is not None or second is not None
+    sources = [str(label_path)] if table_read else []
     for folder in folders:
         sid = folder.name
         try:
@@ -531,20 +569,36 @@ def e4(
             continue
         sources += rec.meta.pop("files")
         duration = rec.duration_s()
+        if not table_read:
+            rec.set_unlabelled(label_rate)
+            subjects.append(rec)
+            continue
         if intervals is not None:
-            mine = by_subject.get(sid, [])
-            lab = intervals_to_labels(mine, names, rec.t0, duration, label_rate, label_path)
+            has_rows = sid in by_subject
+            lab = intervals_to_labels(by_subject.get(sid, []), names, rec.t0, duration, label_rate, label_path)
             rec.labels, rec.label_rate, rec.label_offset = lab, float(label_rate), 0.0
         else:
-            mine = second.subject == sid
+            assert second is not None
+            has_rows = bool(np.any(second.subject == sid))
             lab, first = second_labels_for(second, sid, names, rec.t0, duration)
             rec.labels, rec.label_rate, rec.label_offset = lab, 1.0, first
-        if not (rec.labels != UNLABELLED).any():
-            why = "has no rows" if not np.any(mine) else "has rows only outside the recording"
-            skip_subject(skipped, NAME, sid, f"no labelled data: {label_path} {why} for it (0-{duration:.0f} s)")
-            continue
+        if not rec.is_labelled():
+            why = "has no rows" if not has_rows else "has rows only outside the recording"
+            reason = f"no labelled data: {label_path} {why} for it (0-{duration:.0f} s)"
+            if require_labels:
+                skip_subject(skipped, NAME, sid, reason)
+                continue
+            rec.set_unlabelled(label_rate)
+            rec.meta["no_labels"] = reason
         subjects.append(rec)
     if not subjects:
         raise UserError(f"e4: no usable subject in {root}: " + "; ".join(f"{s}: {r}" for s, r in skipped.items()))
-    params = {"path": str(root), "labels": str(label_path), "channels": list(channels), "label_rate": label_rate}
-    return BenchmarkData(NAME, subjects, names, params=params, sources=sources, skipped=skipped)
+    if table_read and not any(rec.is_labelled() for rec in subjects):
+        no_labels = f"e4: {label_path} labels no second inside any recording"
+    params = {
+        "path": str(root),
+        "labels": str(label_path) if table_read else None,
+        "channels": list(channels),
+        "label_rate": label_rate,
+    }
+    return BenchmarkData(NAME, subjects, names, params=params, sources=sources, skipped=skipped, no_labels=no_labels)

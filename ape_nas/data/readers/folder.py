@@ -46,13 +46,14 @@ import numpy as np
 
 from ape_nas.config.schema import Field, check_mapping, describe
 from ape_nas.config.yamlio import Document, load_yaml
+from ape_nas.data.ids import natural_sorted
 from ape_nas.data.readers.e4 import NoDataError, name_list, path_param, read_numbers, skip_subject
 from ape_nas.data.readers.labels import UNIX_MIN, check_subjects, intervals_to_labels, parse_time, read_interval_table
-from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
+from ape_nas.data.types import BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
 
 NAME = "folder"
-VERSION = 1
+VERSION = 2  # 2: subjects in natural order of their ids (S2 before S10)
 CONFIG = "dataset.yaml"
 RATE_TOLERANCE = 0.01  # relative: declared rate vs the rate of a time column
 DURATION_TOLERANCE = (0.10, 5.0)  # channels of one subject may differ in length by 10 % or 5 s, whichever is larger
@@ -267,29 +268,37 @@ def read_subject(root: Path, sid: str, cfg: dict[str, Any], channels: Sequence[s
     )
 
 
-def load(*, path: str | None = None, channels: Sequence[str] | None = None) -> BenchmarkData:
+def load(
+    *, path: str | None = None, channels: Sequence[str] | None = None, require_labels: bool = True
+) -> BenchmarkData:
     """Load a data set in the generic folder format (``dataset.yaml`` + one folder per subject + labels.csv).
 
     ``channels``: some of the channels declared in dataset.yaml (default: all of them, in declared order).
+    Subjects are read in natural order of their ids (S2 before S10). ``require_labels=False`` (prediction,
+    inspection): the label table is optional; without it every subject is read ``UNLABELLED``
+    (``BenchmarkData.no_labels`` says why), and a subject without labelled data is kept rather than skipped.
     """
     expected = f"a folder with {CONFIG}, labels.csv and one sub-folder per subject (docs/DATA_FORMATS.md)"
     root = path_param(NAME, path, expected)
     if not (root / CONFIG).is_file():
         raise UserError(f"{NAME}: {root} has no {CONFIG}; expected {expected}")
+    if not isinstance(require_labels, bool):
+        raise UserError(f"{NAME}: require_labels must be true or false, got {require_labels!r}")
     doc, cfg = read_config(root / CONFIG)
     declared = list(cfg["channels"])
     chosen = declared if channels is None else name_list(NAME, "channels", channels, declared)
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    folders = natural_sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
         raise UserError(f"{NAME}: {root} has no subject sub-folders; expected {expected}")
     for sid in cfg["subjects"]:
         if sid not in folders:
             raise doc.error(("subjects", sid), f"no folder {root / sid}; expected one of {', '.join(folders)}")
     label_path = root / cfg["labels"]
-    intervals = read_interval_table(label_path)
+    table_read = require_labels or label_path.is_file()
+    intervals = read_interval_table(label_path) if table_read else []
     check_subjects(intervals, folders, label_path)
     names = list(cfg["class_names"])
-    recs, skipped, sources = [], {}, [str(root / CONFIG), str(label_path)]
+    recs, skipped, sources = [], {}, [str(root / CONFIG), *([str(label_path)] if table_read else [])]
     for sid in folders:
         try:
             rec = read_subject(root, sid, cfg, chosen)
@@ -300,12 +309,23 @@ def load(*, path: str | None = None, channels: Sequence[str] | None = None) -> B
         mine = [iv for iv in intervals if iv.subject == sid]
         duration = rec.duration_s()
         rec.labels = intervals_to_labels(mine, names, rec.t0, duration, cfg["label_rate"], label_path)
-        if not (rec.labels != UNLABELLED).any():
+        if not rec.is_labelled():
             why = "has no interval" if not mine else "has intervals only outside the recording"
-            skip_subject(skipped, NAME, sid, f"no labelled data: {label_path} {why} for it (0-{duration:.0f} s)")
-            continue
+            reason = f"no labelled data: {label_path} {why} for it (0-{duration:.0f} s)"
+            if require_labels:
+                skip_subject(skipped, NAME, sid, reason)
+                continue
+            if table_read:
+                rec.meta["no_labels"] = reason
         recs.append(rec)
     if not recs:
         raise UserError(f"{NAME}: no usable subject in {root}: " + "; ".join(f"{s}: {r}" for s, r in skipped.items()))
+    no_labels = ""
+    if not table_read:
+        no_labels = f"{NAME}: no label table: {label_path} not found (its name is the labels key of {CONFIG})"
+    elif not any(rec.is_labelled() for rec in recs):
+        no_labels = f"{NAME}: {label_path} labels no second inside any recording"
     params = {"path": str(root), "channels": chosen}
-    return BenchmarkData(cfg["name"] or root.name, recs, names, params=params, sources=sources, skipped=skipped)
+    return BenchmarkData(
+        cfg["name"] or root.name, recs, names, params=params, sources=sources, skipped=skipped, no_labels=no_labels
+    )

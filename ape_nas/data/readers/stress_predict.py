@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ape_nas.data.ids import natural_sorted
 from ape_nas.data.readers.e4 import NoDataError, name_list, path_param, read_session, skip_subject
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
@@ -283,27 +284,39 @@ def load(
     task: str = "binary",
     channels: Sequence[str] = CHANNELS,
     subjects: Sequence[str] | None = None,
+    require_labels: bool = True,
 ) -> BenchmarkData:
     """Load the Stress-Predict benchmark (labels and quirks: see the module docstring and docs/DATA_FORMATS.md).
 
     ``channels``: some of ``bvp`` (64 Hz), ``hr`` (1 Hz, starts 10 s after BVP), ``ibi`` (beat events, gaps kept).
     ``subjects``: ids like ``"S05"`` (default: every ``Raw_data/SXX`` folder). A subject with missing or
     truncated files or without labelled seconds is skipped with a warning and its reason in ``skipped``.
+    ``require_labels=False`` (prediction, inspection): the label files under ``Processed_data/`` are optional, and
+    a subject without labelled seconds is kept, ``UNLABELLED``, rather than skipped.
     """
     root = _root(path)
     if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"{NAME}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
     channels = name_list(NAME, "channels", channels, CHANNELS)
-    found = sorted(d.name for d in (root / "Raw_data").iterdir() if d.is_dir() and re.fullmatch(r"S\d+", d.name))
+    if not isinstance(require_labels, bool):
+        raise UserError(f"{NAME}: require_labels must be true or false, got {require_labels!r}")
+    raw = (d.name for d in (root / "Raw_data").iterdir() if d.is_dir() and re.fullmatch(r"S\d+", d.name))
+    found = natural_sorted(raw)
     ids = found if subjects is None else name_list(NAME, "subjects", subjects, found)
     if not ids:
         raise UserError(f"{NAME}: {root / 'Raw_data'} has no subject folders (S01, S02, …)")
-    logs = read_time_logs(root / TIME_LOGS)
-    sources = [str(root / TIME_LOGS)]
+    label_files = [TIME_LOGS, *([BINARY_FILE] if task == "binary" else [])]
+    absent = [f for f in label_files if not (root / f).is_file()]
+    no_labels = ""
+    if absent and not require_labels:  # labels from the files that exist (Time_logs alone gives both tasks)
+        label_files = [f for f in label_files if f not in absent]
+        if not label_files:
+            no_labels = f"{NAME}: no label files ({', '.join(str(root / f) for f in absent)} not found)"
+    logs = read_time_logs(root / TIME_LOGS) if TIME_LOGS in label_files else {}
     binary: dict[str, tuple[float, np.ndarray]] = {}
-    if task == "binary":
+    if BINARY_FILE in label_files:
         binary = read_binary_labels(root / BINARY_FILE)
-        sources.append(str(root / BINARY_FILE))
+    sources = [str(root / f) for f in label_files]
     recs: list[SubjectRecording] = []
     skipped: dict[str, str] = {}
     for sid in ids:
@@ -334,15 +347,27 @@ def load(
             rec.labels, rec.label_offset = time_log_labels(log, task, rec.t0, duration), 0.0
             rec.meta["label_source"] = Path(TIME_LOGS).name
         else:
-            where = f"no rows in {Path(BINARY_FILE).name} and " if task == "binary" else ""
-            skip_subject(skipped, NAME, sid, f"no labelled data: {where}no row in {Path(TIME_LOGS).name}")
-            continue
+            rec.labels = np.empty(0, dtype=np.int64)
         rec.label_rate = 1.0
-        if not (rec.labels != UNLABELLED).any():
-            skip_subject(skipped, NAME, sid, f"no labelled data: its {task} labels lie outside the recording")
-            continue
+        if not rec.is_labelled():
+            if not label_files:
+                reason = no_labels
+            elif log is None and not (task == "binary" and sid in binary):
+                where = f"no rows in {Path(BINARY_FILE).name} and " if task == "binary" else ""
+                reason = f"no labelled data: {where}no row in {Path(TIME_LOGS).name}"
+            else:
+                reason = f"no labelled data: its {task} labels lie outside the recording"
+            if require_labels:
+                skip_subject(skipped, NAME, sid, reason)
+                continue
+            rec.set_unlabelled()
+            rec.meta["no_labels"] = reason
         recs.append(rec)
     if not recs:
         raise UserError(f"{NAME}: no usable subject in {root}: " + "; ".join(f"{s}: {r}" for s, r in skipped.items()))
+    if not no_labels and not any(rec.is_labelled() for rec in recs):
+        no_labels = f"{NAME}: the {task} labels cover no second of the recordings"
     params = {"path": str(root), "task": task, "channels": list(channels), "subjects": ids}
-    return BenchmarkData(NAME, recs, list(TASKS[task]), params=params, sources=sources, skipped=skipped)
+    return BenchmarkData(
+        NAME, recs, list(TASKS[task]), params=params, sources=sources, skipped=skipped, no_labels=no_labels
+    )

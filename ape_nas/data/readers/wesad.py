@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ape_nas.data.ids import natural_sorted
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
 
@@ -118,11 +119,6 @@ def _unpickle(file: Path) -> Any:
         ) from None
 
 
-def _subject_key(name: str) -> tuple[int, str]:
-    m = re.fullmatch(r"S(\d+)", name)
-    return (int(m.group(1)) if m else 10**9, name)
-
-
 def _check_params(path: Any, trust_pickle: Any, channels: Any, classes: Any, subjects: Any) -> tuple[Path, list, list]:
     if path is None or not isinstance(path, str | Path) or not str(path):
         raise UserError("wesad: path is required: the unpacked WESAD folder holding S2/S2.pkl, S3/S3.pkl, …")
@@ -170,7 +166,7 @@ def _array(d: Any, keys: tuple[str, ...], file: Path) -> np.ndarray:
     return arr
 
 
-def _subject(file: Path, sid: str, channels: list[str], classes: list[str]) -> SubjectRecording | str:
+def _subject(file: Path, sid: str, channels: list[str], classes: list[str]) -> SubjectRecording:
     d = _unpickle(file)
     if not isinstance(d, dict):
         raise UserError(f"{file}: holds a {type(d).__name__}; expected the published WESAD dict")
@@ -211,8 +207,6 @@ def _subject(file: Path, sid: str, channels: list[str], classes: list[str]) -> S
         if name in classes:
             lut[code] = classes.index(name)
     labels = lut[codes]
-    if not (labels != UNLABELLED).any():
-        return f"no samples of the classes {', '.join(classes)}"
     present = {LABEL_CODES[c]: round(float((codes == c).sum()) / LABEL_RATE, 1) for c in LABEL_CODES}
     meta = {
         "file": str(file),
@@ -229,13 +223,20 @@ def load(
     channels: tuple[str, ...] | list[str] = ("ecg",),
     classes: tuple[str, ...] | list[str] = ("baseline", "stress"),
     subjects: list[str] | None = None,
+    require_labels: bool = True,
 ) -> BenchmarkData:
-    """Load WESAD from ``path`` (the folder holding ``S2/S2.pkl`` …); see the module docstring."""
+    """Load WESAD from ``path`` (the folder holding ``S2/S2.pkl`` …); see the module docstring.
+
+    ``require_labels=False`` (prediction, inspection): a subject with no sample of ``classes`` is kept,
+    ``UNLABELLED``, rather than skipped.
+    """
     root, channels, classes = _check_params(path, trust_pickle, channels, classes, subjects)
+    if not isinstance(require_labels, bool):
+        raise UserError(f"wesad: require_labels must be true or false, got {require_labels!r}")
     found = {p.name: p / f"{p.name}.pkl" for p in root.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)}
     skipped: dict[str, str] = {}
     if subjects is None:
-        wanted = sorted(found, key=_subject_key)
+        wanted = natural_sorted(found)
         for sid in list(wanted):
             if not found[sid].is_file():
                 wanted.remove(sid)
@@ -245,7 +246,7 @@ def load(
         if unknown:
             raise UserError(
                 f"wesad: subject(s) {', '.join(map(repr, unknown))} not in {root}; found: "
-                f"{', '.join(sorted(found, key=_subject_key)) or 'none'}"
+                f"{', '.join(natural_sorted(found)) or 'none'}"
             )
         wanted = list(dict.fromkeys(subjects))
         for sid in wanted:
@@ -263,9 +264,12 @@ def load(
         file = found[sid]
         sources.append(str(file))
         rec = _subject(file, sid, channels, classes)
-        if isinstance(rec, str):
-            _skip(skipped, sid, rec)
-            continue
+        if not rec.is_labelled():
+            reason = f"no samples of the classes {', '.join(classes)}"
+            if require_labels:
+                _skip(skipped, sid, reason)
+                continue
+            rec.meta["no_labels"] = reason
         recs.append(rec)
     if not recs:
         raise UserError(f"wesad: no usable subject in {root}: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -276,7 +280,16 @@ def load(
         "classes": classes,
         "subjects": subjects,
     }
-    return BenchmarkData(name=NAME, subjects=recs, class_names=classes, params=params, sources=sources, skipped=skipped)
+    no_labels = "" if any(r.is_labelled() for r in recs) else f"wesad: no sample of the classes {', '.join(classes)}"
+    return BenchmarkData(
+        name=NAME,
+        subjects=recs,
+        class_names=classes,
+        params=params,
+        sources=sources,
+        skipped=skipped,
+        no_labels=no_labels,
+    )
 
 
 def _skip(skipped: dict[str, str], sid: str, reason: str) -> None:

@@ -677,8 +677,15 @@ def load(
     marker_threshold: float = 4.0,
     label_table: str | None = None,
     fs_override: dict[str, float] | None = None,
+    require_labels: bool = True,
 ) -> BenchmarkData:
-    """Load WFDB records from the folder ``path`` (see the module docstring for every parameter)."""
+    """Load WFDB records from the folder ``path`` (see the module docstring for every parameter).
+
+    ``require_labels=False`` (prediction, inspection): a record left with no labelled sample is kept,
+    ``UNLABELLED``, rather than skipped.
+    """
+    if not isinstance(require_labels, bool):
+        raise UserError(f"wfdb: require_labels must be true or false, got {require_labels!r}")
     _check_params(
         path,
         records,
@@ -756,6 +763,7 @@ def load(
             _skip(skipped, name, f"no channel(s) {', '.join(lacking)} (it has {', '.join(rec.signals)})")
             continue
         rate = max(rec.rates[c] for c in keep)
+        reason = ""
         if labels == "none":
             lab = np.full(round(rec.duration_s * rate), UNLABELLED, dtype=np.int64)
         elif labels == "annotations":
@@ -763,15 +771,16 @@ def load(
             sources.append(file)
         elif labels == "marker":
             lab, reason = _label_marker(rec, marker_channel, marker_threshold, marker_classes, sid, class_names, rate)
-            if lab is None:
-                _skip(skipped, name, reason)
-                continue
         else:
             rows = [iv for iv in table if iv.subject in (name, sid) and iv.label in class_names]
             lab = intervals_to_labels(rows, class_names, rec.t0, rec.duration_s, rate, label_table)
-        if labels != "none" and not (lab != UNLABELLED).any():
-            _skip(skipped, name, f"no labelled samples from the {labels} labels for classes {', '.join(class_names)}")
-            continue
+        if labels != "none" and (lab is None or not (lab != UNLABELLED).any()):
+            if lab is not None:
+                reason = f"no labelled samples from the {labels} labels for classes {', '.join(class_names)}"
+            if require_labels:
+                _skip(skipped, name, reason)
+                continue
+            lab = np.full(round(rec.duration_s * rate), UNLABELLED, dtype=np.int64)
         rec.signals = {c: rec.signals[c] for c in keep}
         rec.rates = {c: rec.rates[c] for c in keep}
         rec.original = {c: rec.original[c] for c in keep}
@@ -805,6 +814,13 @@ def load(
         "label_table": label_table,
         "fs_override": fs_override,
     }
+    no_labels = ""
+    if not any(s.is_labelled() for s in subjects):
+        no_labels = (
+            "wfdb: read without labels (labels: none); choose a label source with labels=annotations, marker or table"
+            if labels == "none"
+            else f"wfdb: the {labels} labels label no sample of the classes {', '.join(class_names)}"
+        )
     return BenchmarkData(
         name=NAME,
         subjects=subjects,
@@ -812,6 +828,7 @@ def load(
         params=params,
         sources=list(dict.fromkeys(sources)),
         skipped=skipped,
+        no_labels=no_labels,
     )
 
 
