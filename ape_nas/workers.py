@@ -235,7 +235,10 @@ def spawn_workers(args: argparse.Namespace, plan: Any) -> int:
     total = exp.budget["trials"]
     if total < n:
         raise UserError(f"--workers {n} with {total} trials: some workers would have nothing to do")
-    prepare_windows(exp.data, plan.workdir / "cache")  # once here, not N times at once in the workers
+    from ape_nas.sweep import check_data
+
+    # once here, not N times at once in the workers; checked against the protocol before it is cached
+    prepare_windows(exp.data, plan.workdir / "cache", check=lambda ws: check_data(exp, ws))
     gpus = _gpu_ids()
     commands, threads = worker_commands(args, plan, gpus, _cpus())
     print(

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _provenance() -> dict[str, Any]:
+    """Date, commit and machine of a measurement, kept beside its numbers."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=RESULTS.parent, capture_output=True, text=True)
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit + ("+uncommitted" if dirty.stdout.strip() else ""),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
+
 def report(name: str, result: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps({**result, "measured": _provenance()}, indent=2))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:>{width}}: {value}")

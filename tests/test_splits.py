@@ -86,3 +86,35 @@ def test_max_folds_truncates():
         {"kind": "kfold", "test_subjects": 2, "folds": 4, "max_folds": 2, "seed": 0}, [f"S{i}" for i in range(10)]
     )
     assert len(splits) == 2
+
+
+def test_partitions_must_hold_the_classes_the_metrics_need():
+    from ape_nas.data.splits import Split, check_balance
+    from ape_nas.errors import KeyedError
+
+    labels = {"S1": {0, 1}, "S2": {0, 1}, "S3": {1}, "S4": {1}, "S5": {0}}
+    names = ["baseline", "stress"]
+    # kfold/loso: a validation group may hold one class (the folds are pooled)
+    check_balance([Split(train=("S1", "S5"), val=("S3",), test=("S4",))], labels, names, "kfold")
+    with pytest.raises(KeyedError, match="validation subjects S3, S4 hold windows of one class only") as err:
+        check_balance([Split(train=("S1", "S5"), val=("S3", "S4"), test=("S2",))], labels, names, "holdout")
+    assert err.value.keys[0] == ("protocol", "val_subjects")
+    with pytest.raises(KeyedError, match="training subjects have no windows of class baseline"):
+        check_balance([Split(train=("S3", "S4"), val=("S1",), test=("S2",))], labels, names, "holdout")
+    check_balance([Split(train=("S3", "S5"), val=("S1",), test=("S2",))], labels, names, "holdout")
+
+
+def test_protocol_counts_name_the_key_to_change():
+    from ape_nas.data.splits import check_counts
+    from ape_nas.errors import KeyedError
+
+    subjects = [f"S{i:02d}" for i in range(16)]
+    with pytest.raises(KeyedError, match="14 test \\+ 3 validation subjects leave none of the data's 16") as err:
+        check_counts({"kind": "holdout", "test_subjects": 14, "val_subjects": 3}, subjects)
+    assert err.value.keys[0] == ("protocol", "test_subjects")
+    with pytest.raises(KeyedError, match="16 test subjects, but the data has 16"):
+        check_counts({"kind": "loso", "test_subjects": 16}, subjects)
+    with pytest.raises(KeyedError) as err:
+        check_counts({"kind": "kfold", "test_subjects": 10, "folds": 8}, subjects)
+    assert err.value.keys[0] == ("protocol", "folds")
+    check_counts({"kind": "holdout", "test_subjects": 3, "val_subjects": 3}, subjects)

@@ -168,7 +168,8 @@ def test_three_workers_share_one_postgres_study_and_one_parent_run(
 def test_a_killed_worker_s_trial_is_failed_closed_and_retried_with_the_same_params(
     pg_url: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ):
-    slow = ["--set", "training.max_epochs=300", "--set", "training.patience=300"]  # runs until killed
+    # long enough to be killed while training; the later worker trains the same budget (one study identity)
+    slow = ["--set", "training.max_epochs=60", "--set", "training.patience=60"]
     victim = _start(workdir, pg_url, 1, *slow, name="victim", env=HEARTBEAT)
     storage = optuna.storages.RDBStorage(with_pg_driver(pg_url, "storage"))
     deadline = time.monotonic() + 120
@@ -186,7 +187,7 @@ def test_a_killed_worker_s_trial_is_failed_closed_and_retried_with_the_same_para
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     time.sleep(int(HEARTBEAT["APE_NAS_HEARTBEAT_GRACE_S"]) + 1)  # its heartbeat is stale now
-    out = _finish(_start(workdir, pg_url, 2, name="later", env=HEARTBEAT))
+    out = _finish(_start(workdir, pg_url, 2, *slow, name="later", env=HEARTBEAT))
     assert "(retry of trial 0)" in out
 
     study = optuna.load_study(study_name="quickstart", storage=storage)
