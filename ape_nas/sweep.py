@@ -225,16 +225,18 @@ def check_data(exp: ExperimentConfig, windows: Any) -> list[Any]:
     return splits
 
 
-def _bind_study(plan: SweepPlan, identity: dict[str, Any], console: Console) -> None:
+def _bind_study(plan: SweepPlan, identity: dict[str, Any], console: Console) -> bool:
     """Refuse (or, with ``--new-study``, step aside from) a study whose trials were made on something else.
 
     ``--new-study``: the first of ``<name>-2``, ``<name>-3`` ... that is free or has this identity (so the
     same command resumes it); the plan's experiment and backend take that name (study and MLflow experiment).
+    Returns whether the bound study exists already.
     """
     exp, backend = plan.experiment, plan.backend
     base, k = exp.name, 1
     while True:
-        recorded = backend.attrs().get(IDENTITY_ATTR) if backend.exists() else None
+        exists = backend.exists()
+        recorded = backend.attrs().get(IDENTITY_ATTR) if exists else None
         diff = identity_diff(recorded, identity) if recorded else []
         if not diff:
             break
@@ -254,6 +256,7 @@ def _bind_study(plan: SweepPlan, identity: dict[str, Any], console: Console) -> 
             f"[yellow]--new-study: study {base!r} was made on other data or protocol; this sweep uses study "
             f"{exp.name!r} (pass --set name={exp.name} to status, best, reproduce and export)[/yellow]"
         )
+    return exists
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -341,7 +344,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     def check(ws: Any) -> None:  # before the cache entry, the study or any run is written
         splits = check_data(plan.experiment, ws)
         identity.update(study_identity(plan.experiment, ws.fingerprint, splits))
-        _bind_study(plan, identity, console)
+        undo.study_created = not _bind_study(plan, identity, console)
 
     exp = plan.experiment
     with console.status(f"preparing windows of {exp.data['benchmark']} (cached after the first run)") as status:
@@ -357,7 +360,6 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     exp = plan.experiment  # --new-study may have renamed it
     console.print(data_line(windows))
 
-    undo.study_created = not backend.exists()
     backend.open(create=True)
     recorded = backend.attrs().get("tracking_uri")
     if join and recorded not in (None, plan.tracking_uri):
