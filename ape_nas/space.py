@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ape_nas.config.schema import Field, check_mapping, check_value, describe, is_kind, unknown_key_error
-from ape_nas.config.yamlio import Document, KeyPath, load_yaml
 from ape_nas.errors import UnknownNameError
+from ape_nas.schema import Field, check_mapping, check_value, describe, is_kind, unknown_key_error
 from ape_nas.spec import TrialSpec
+from ape_nas.yamlio import Document, KeyPath, load_yaml
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 

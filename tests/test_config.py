@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from ape_nas.config.experiment import apply_overrides, load_experiment
-from ape_nas.config.schema import REQUIRED, Field, check_mapping
-from ape_nas.config.yamlio import Document, dotted, load_yaml, parse_yaml
 from ape_nas.errors import ConfigError, UserError
+from ape_nas.schema import REQUIRED, Field, check_mapping
 from ape_nas.space import OPTIM_FIELDS, parse_space
 from ape_nas.spec import TrialSpec
+from ape_nas.yamlio import Document, dotted, load_yaml, parse_yaml
 
 
 def doc_of(text: str, path: str = "f.yaml") -> Document:

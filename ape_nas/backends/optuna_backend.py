@@ -37,11 +37,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
 from ape_nas.config.experiment import ExperimentConfig
-from ape_nas.config.schema import unknown_key_error
 from ape_nas.dburl import with_pg_driver
 from ape_nas.errors import UserError
 from ape_nas.interrupts import Interrupted
 from ape_nas.reporting import TrialPruned
+from ape_nas.schema import unknown_key_error
 
 SAMPLERS: dict[str, str] = {
     "tpe": "TPESampler",

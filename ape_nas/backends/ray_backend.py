@@ -55,10 +55,10 @@ import optuna
 from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
 from ape_nas.backends.optuna_backend import OptunaBackend
 from ape_nas.config.experiment import ExperimentConfig
-from ape_nas.config.schema import unknown_key_error
 from ape_nas.dburl import hide_password, with_pg_driver
 from ape_nas.errors import UserError
 from ape_nas.reporting import TrialPruned
+from ape_nas.schema import unknown_key_error
 
 # Ray scheduler classes by exact name. "hyperband" is the asynchronous Hyperband (ASHA over several brackets):
 # Ray's synchronous HyperBandScheduler pauses trials, which needs trial checkpoints that trials do not write.

@@ -13,17 +13,12 @@ from typing import Any
 
 import yaml
 
-from ape_nas.config.schema import Field, check_mapping, describe, is_kind, unknown_key_error
-from ape_nas.config.yamlio import Document, KeyPath, dotted, load_yaml
 from ape_nas.errors import UnknownNameError, UserError
+from ape_nas.metrics import DIRECTIONS
+from ape_nas.schema import Field, check_mapping, describe, is_kind, unknown_key_error
+from ape_nas.yamlio import Document, KeyPath, dotted, load_yaml
 
-# metric name -> the direction in which it improves
-METRICS: dict[str, str] = {
-    "f1_macro": "maximize",
-    "balanced_accuracy": "maximize",
-    "auroc": "maximize",
-    "loss": "minimize",
-}
+METRICS = DIRECTIONS  # metric name -> the direction in which it improves
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc", "gp")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon", "none")
 BACKENDS = ("optuna", "ray")

@@ -1,6 +1,6 @@
 """``ape-nas evaluate BUNDLE --data PATH``: a prediction run (:mod:`ape_nas.handoff.predict`) on labelled
 recordings, scored per subject and overall with the metric definitions of training
-(:func:`ape_nas.hrv.classification_metrics`), plus a confusion matrix, as JSON and PNG. No torch.
+(:func:`ape_nas.metrics.classification_metrics`), plus a confusion matrix, as JSON and PNG. No torch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> list[list[int]]:
 def score(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, Any]:
     """Metrics of training (f1_macro, balanced_accuracy, auroc) plus counts; AUROC is None when a class is absent
     from ``y`` (undefined; training's torchmetrics would count it as 0)."""
-    from ape_nas.hrv import classification_metrics
+    from ape_nas.metrics import classification_metrics
 
     m: dict[str, Any] = (
         classification_metrics(y, probs, k) if len(y) else dict.fromkeys(("f1_macro", "balanced_accuracy", "auroc"))

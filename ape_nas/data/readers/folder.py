@@ -44,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from ape_nas.config.schema import Field, check_mapping, describe
-from ape_nas.config.yamlio import Document, load_yaml
 from ape_nas.data.ids import natural_sorted
 from ape_nas.data.readers.e4 import NoDataError, name_list, path_param, read_numbers, skip_subject
 from ape_nas.data.readers.labels import UNIX_MIN, check_subjects, intervals_to_labels, parse_time, read_interval_table
 from ape_nas.data.types import BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
+from ape_nas.schema import Field, check_mapping, describe
+from ape_nas.yamlio import Document, load_yaml
 
 NAME = "folder"
 VERSION = 2  # 2: subjects in natural order of their ids (S2 before S10)

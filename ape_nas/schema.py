@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ape_nas.config.yamlio import Document, KeyPath
+from ape_nas.yamlio import Document, KeyPath
 
 REQUIRED = object()
 

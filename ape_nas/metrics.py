@@ -1,0 +1,64 @@
+"""Metric names and their definitions, one place for all: the deep models (torchmetrics), the HRV baseline,
+``evaluate`` and the model card use these names. No torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CLASS_METRICS: tuple[str, ...] = ("f1_macro", "balanced_accuracy", "auroc")
+"""Classification metrics every trial, the HRV baseline and a bundle's evaluation report."""
+
+DIRECTIONS: dict[str, str] = {**dict.fromkeys(CLASS_METRICS, "maximize"), "loss": "minimize"}
+"""Metric name → the direction in which it improves (the names an experiment's ``objective.metric`` may take)."""
+
+
+def _auroc_ovr(y_true: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for ``positive`` (Mann–Whitney with mid-ranks = trapezoidal ROC with ties).
+
+    As torchmetrics does, a class without positives or without negatives scores 0 (not NaN)."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return 0.0
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, method="average")
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, float]:
+    """``f1_macro``, ``balanced_accuracy`` and ``auroc`` exactly as the deep models' torchmetrics compute them
+    (``MulticlassF1Score(average="macro")``, ``MulticlassAccuracy(average="macro")``, ``MulticlassAUROC`` macro):
+
+    * predictions are the argmax of ``probs``;
+    * macro F1 and macro recall average over the classes that occur in targets or predictions (a class with
+      tp + fp + fn = 0 is left out), 0/0 counts as 0;
+    * AUROC is the mean over classes of the one-vs-rest AUROC of that class's probability (for 2 classes with
+      probabilities summing to 1: the binary AUROC of the positive class); a class absent from the targets
+      counts as 0, as in torchmetrics.
+    """
+    import numpy as np
+
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    p = np.asarray(probs, dtype=np.float64).reshape(y.size, num_classes)
+    pred = p.argmax(axis=1)
+    cm = np.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    present = (tp + fp + fn) > 0
+
+    def safe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    def macro(v: np.ndarray) -> float:
+        return float(v[present].mean()) if present.any() else 0.0
+
+    f1 = safe(2.0 * tp, 2.0 * tp + fp + fn)
+    recall = safe(tp, tp + fn)
+    auroc = float(np.mean([_auroc_ovr(y, p[:, c], y == c) for c in range(num_classes)])) if y.size else 0.0
+    return {"f1_macro": macro(f1), "balanced_accuracy": macro(recall), "auroc": auroc}
