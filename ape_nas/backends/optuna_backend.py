@@ -208,8 +208,27 @@ class _Handle:
         """A complete trial of this study that trained the spec with this digest (it need not run again)."""
         for ft in self._trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if ft.user_attrs.get("spec_digest") == digest and ft.value is not None:
-                return OptunaBackend._record(ft)
+                return trial_record(ft)
         return None
+
+
+def trial_record(ft: optuna.trial.FrozenTrial) -> TrialRecord:
+    """A frozen Optuna trial as the backend-neutral :class:`TrialRecord` (Ray's stopped trials: ``interrupted``)."""
+    duration = ft.duration.total_seconds() if ft.duration is not None else None
+    state = _STATES.get(ft.state.name, ft.state.name.lower())
+    stopped = ft.user_attrs.get("interrupted_at")  # Ray: interrupted, restarted when the sweep is re-run
+    if state == "running" and stopped is not None:
+        state = "interrupted"
+    if duration is None and ft.datetime_start is not None and ft.state.name == "RUNNING":
+        duration = (stopped or time.time()) - ft.datetime_start.timestamp()
+    return TrialRecord(
+        number=ft.number,
+        state=state,
+        value=ft.value,
+        duration_s=duration,
+        params=dict(ft.params),
+        attrs=dict(ft.user_attrs),
+    )
 
 
 def derived_seed(seed: int, n_trials: int) -> int:
@@ -313,7 +332,7 @@ class OptunaBackend(Backend):
         """Optuna failed ``trial`` (no heartbeat): close its MLflow run, then enqueue the retry."""
         if self.on_stale_trial is not None:
             try:
-                self.on_stale_trial(self._record(trial))
+                self.on_stale_trial(trial_record(trial))
             except Exception as exc:  # the retry matters more than the MLflow bookkeeping
                 _log.warning("trial %s: could not close its MLflow run: %s", trial.number, exc)
         retry = copy.deepcopy(trial)
@@ -425,7 +444,7 @@ class OptunaBackend(Backend):
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
                 raise
 
-        callbacks = [lambda study, ft: on_trial_end(self._record(ft))] if on_trial_end else []
+        callbacks = [lambda study, ft: on_trial_end(trial_record(ft))] if on_trial_end else []
         self.study.optimize(
             objective,
             n_trials=n_trials,
@@ -489,27 +508,9 @@ class OptunaBackend(Backend):
             with suppress(KeyError):  # KeyError: removed as stale by another process, nothing to release
                 storage.delete_study(lock_id)
 
-    @staticmethod
-    def _record(ft: optuna.trial.FrozenTrial) -> TrialRecord:
-        duration = ft.duration.total_seconds() if ft.duration is not None else None
-        state = _STATES.get(ft.state.name, ft.state.name.lower())
-        stopped = ft.user_attrs.get("interrupted_at")  # Ray: interrupted, restarted when the sweep is re-run
-        if state == "running" and stopped is not None:
-            state = "interrupted"
-        if duration is None and ft.datetime_start is not None and ft.state.name == "RUNNING":
-            duration = (stopped or time.time()) - ft.datetime_start.timestamp()
-        return TrialRecord(
-            number=ft.number,
-            state=state,
-            value=ft.value,
-            duration_s=duration,
-            params=dict(ft.params),
-            attrs=dict(ft.user_attrs),
-        )
-
     def records(self) -> list[TrialRecord]:
         assert self.study is not None
-        return [self._record(ft) for ft in self.study.get_trials(deepcopy=False)]
+        return [trial_record(ft) for ft in self.study.get_trials(deepcopy=False)]
 
     def attrs(self) -> dict[str, Any]:
         assert self.study is not None

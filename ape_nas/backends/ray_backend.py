@@ -53,7 +53,7 @@ from typing import Any
 import optuna
 
 from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
-from ape_nas.backends.optuna_backend import OptunaBackend
+from ape_nas.backends.optuna_backend import OptunaBackend, trial_record
 from ape_nas.config.experiment import ExperimentConfig
 from ape_nas.dburl import hide_password, with_pg_driver
 from ape_nas.errors import UserError
@@ -412,7 +412,7 @@ def _define_ray_classes() -> None:
 
         def _end(self, number: int, state: str, value: float | None = None) -> None:
             if self.book.finish(number, state, value) and _LIVE.get("on_trial_end"):
-                _LIVE["on_trial_end"](OptunaBackend._record(self.book.frozen(number)))
+                _LIVE["on_trial_end"](trial_record(self.book.frozen(number)))
 
     for cls in (_Search, _Recorder):
         cls.__qualname__ = cls.__name__
@@ -560,7 +560,7 @@ class RayBackend(Backend):
 
     def records(self) -> list[TrialRecord]:
         assert self.study is not None
-        return [OptunaBackend._record(ft) for ft in self.study.get_trials(deepcopy=False)]
+        return [trial_record(ft) for ft in self.study.get_trials(deepcopy=False)]
 
     def attrs(self) -> dict[str, Any]:
         assert self.study is not None
