@@ -105,3 +105,23 @@ def check_mapping(doc: Document, keypath: KeyPath, value: Any, fields: Mapping[s
         else:
             out[key] = spec.default() if callable(spec.default) else spec.default
     return out
+
+
+class ParamKeys:
+    """Stands in for a :class:`Document` where values come as keyword arguments (a reader's ``params``): errors
+    become :class:`~ape_nas.errors.KeyedError` keyed ``(*prefix, key)``, which the sweep places at file:line."""
+
+    def __init__(self, prefix: KeyPath = ("data", "params")) -> None:
+        self.prefix = tuple(prefix)
+
+    def error(self, keypath: KeyPath, problem: str) -> Exception:
+        from ape_nas.errors import KeyedError
+
+        return KeyedError([(*self.prefix, *keypath)], problem)
+
+
+def check_params(params: Mapping[str, Any], fields: Mapping[str, Field], prefix: KeyPath = ("data", "params")) -> dict:
+    """A reader's keyword parameters checked against ``fields`` (exact names, types, ranges, choices, defaults).
+
+    Errors name the experiment key, e.g. ``data.params.records: expected a list, got 'drive17a'``."""
+    return check_mapping(ParamKeys(prefix), (), dict(params), fields)  # type: ignore[arg-type]
