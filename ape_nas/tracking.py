@@ -22,6 +22,12 @@ from ape_nas.spec import TrialSpec
 
 STATE_TAG = "ape_nas.state"
 ROLE_TAG = "ape_nas.role"
+NOTE_TAG = "ape_nas.note"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for nested runs
+COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own tag, shown as "Source" in its UI
+RUN_ID_ATTR = "mlflow_run_id"  # study/trial user attributes (backends) that point into the store
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+EXPERIMENT_ATTR = "mlflow_experiment_id"
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
 _NAMED_STATES = ("pruned", "failed")  # shown in the run name at close: `trial-0003 (pruned)`
 
