@@ -25,9 +25,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# ruff, then the layer contracts of pyproject.toml's [tool.importlinter] (a wrong import fails the build)
 lint: $(STAMP)
 	$(BIN)/ruff check ape_nas tests benchmarks
 	$(BIN)/ruff format --check ape_nas tests benchmarks
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format ape_nas tests benchmarks

@@ -22,12 +22,13 @@ import torch
 
 from ape_nas.data.prepare import WindowSet, prepare_windows
 from ape_nas.data.splits import Split, make_splits
+from ape_nas.errors import UserError
 from ape_nas.reporting import MemoryTracker, NullReporter, Reporter, TrialPruned, TrialTracker
 from ape_nas.spec import TrialSpec
 
 CHECKPOINT_FORMAT = "ape-nas-checkpoint/1"
 
-__all__ = ["TrialPruned", "TrialResult", "evaluate", "run_trial", "save_checkpoint"]
+__all__ = ["TrialPruned", "TrialResult", "check_accelerator", "evaluate", "fit", "run_trial", "save_checkpoint"]
 
 
 @dataclass
@@ -129,7 +130,6 @@ def run_trial(
     tracker: TrialTracker | None = None,
     *,
     cache_dir: Path | None = None,
-    accelerator: str = "cpu",
 ) -> TrialResult:
     """Train ``spec`` on each fold's training subjects, validate each epoch, test once at each fold's best epoch.
 
@@ -142,6 +142,7 @@ def run_trial(
         >>> result.score, result.test_metrics["test_f1_macro"]  # doctest: +SKIP
     """
     quiet_libraries()
+    check_accelerator(spec)
     reporter = reporter or NullReporter()
     tracker = tracker or MemoryTracker()
     if spec.training.get("num_threads"):
@@ -156,7 +157,7 @@ def run_trial(
     folds: list[FoldResult] = []
     for k, split in enumerate(splits):
         fold_tracker = _Prefixed(tracker, f"fold{k}.") if multi else tracker
-        fold = _fit_fold(spec, ws, split, k, NullReporter() if multi else reporter, fold_tracker, accelerator)
+        fold = _fit_fold(spec, ws, split, k, NullReporter() if multi else reporter, fold_tracker)
         folds.append(fold)
         if multi:
             fold_tracker.log_metrics({"score": fold.score, "best_epoch": float(fold.best_epoch), **fold.test_metrics})
@@ -209,24 +210,14 @@ def _mean_dicts(items: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([d[k] for d in items])) for k in items[0]} if items else {}
 
 
-def _fit_fold(
-    spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter: Reporter, tracker: Any, accelerator: str
-) -> FoldResult:
-    import lightning as L
+def _fit_fold(spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter: Reporter, tracker: Any) -> FoldResult:
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from ape_nas.task import CardiacTask
-
-    L.seed_everything(spec.seed, workers=True, verbose=False)
     idx = {part: ws.indices(getattr(split, part)) for part in ("train", "val", "test")}
     for part, ids in idx.items():
         if len(ids) == 0:
             raise ValueError(f"no labelled windows for the {part} subjects {getattr(split, part)}")
     tracker.log_metrics({f"windows_{p}": float(len(i)) for p, i in idx.items()})
-    k = len(ws.class_names)
-    task = CardiacTask(
-        spec.to_dict(), in_channels=ws.X.shape[1], num_classes=k, class_weights=_class_weights(ws.y[idx["train"]], k)
-    )
     training = spec.training
     key, direction = _metric_key(spec), training["direction"]
     monitor = _Monitor(key, direction, reporter, tracker)
@@ -236,9 +227,7 @@ def _fit_fold(
         patience=int(training["patience"]),
         check_finite=False,
     )
-    trainer = _trainer(spec, int(training["max_epochs"]), [monitor, stopper], accelerator)
-    bs = int(spec.optim["batch_size"])
-    trainer.fit(task, _loader(ws, idx["train"], bs, True, spec.seed), _loader(ws, idx["val"], bs, False, spec.seed))
+    task = fit(spec, ws, idx["train"], idx["val"], int(training["max_epochs"]), [monitor, stopper])
     if monitor.pruned:
         raise TrialPruned(monitor.epoch, monitor.last_value)
     if monitor.best_state is None:
@@ -261,15 +250,49 @@ def _fit_fold(
     )
 
 
-def _trainer(spec: TrialSpec, max_epochs: int, callbacks: list[Any], accelerator: str) -> Any:
+def check_accelerator(spec: TrialSpec) -> None:
+    """A spec that asks for a GPU where none is visible stops with one line, never trains on the CPU instead."""
+    if spec.training["accelerator"] != "gpu" or torch.cuda.is_available() or torch.backends.mps.is_available():
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    raise UserError(
+        f"training.accelerator is gpu, but torch sees no GPU in this process{seen}; "
+        "expected accelerator cpu here, or a run on a machine with a GPU"
+    )
+
+
+def fit(
+    spec: TrialSpec, ws: WindowSet, train: np.ndarray, val: np.ndarray | None, epochs: int, callbacks: list[Any]
+) -> Any:
+    """Seed, build the spec's :class:`~ape_nas.task.CardiacTask` for these windows (loss weighted by the
+    training windows' classes) and fit it on the windows ``train`` for ``epochs`` epochs, validating on ``val``
+    after each (None: no validation). Returns the task with its last weights.
+    """
+    import lightning as L
+
+    from ape_nas.task import CardiacTask
+
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    k = len(ws.class_names)
+    task = CardiacTask(
+        spec.to_dict(), in_channels=ws.X.shape[1], num_classes=k, class_weights=_class_weights(ws.y[train], k)
+    )
+    bs = int(spec.optim["batch_size"])
+    val_loader = _loader(ws, val, bs, False, spec.seed) if val is not None else None
+    _trainer(spec, epochs, callbacks).fit(task, _loader(ws, train, bs, True, spec.seed), val_loader)
+    return task
+
+
+def _trainer(spec: TrialSpec, max_epochs: int, callbacks: list[Any]) -> Any:
     import lightning as L
     from lightning.pytorch.plugins.environments import LightningEnvironment
 
     training = spec.training
     return L.Trainer(
         max_epochs=max_epochs,
-        accelerator=training.get("accelerator", accelerator),
-        precision=training.get("precision", "32-true"),
+        accelerator=training["accelerator"],
+        precision=training["precision"],
         devices=1,
         deterministic=True,
         logger=False,
@@ -298,16 +321,12 @@ def train_final(
     *,
     cache_dir: Path | None = None,
     tracker: TrialTracker | None = None,
-    accelerator: str = "cpu",
 ) -> FinalResult:
     """Retrain on every non-test subject (training + validation) for a fixed number of epochs, then score the
     held-out test subjects once, overall and per subject. No model selection happens here.
     """
-    import lightning as L
-
-    from ape_nas.task import CardiacTask
-
     quiet_libraries()
+    check_accelerator(spec)
     tracker = tracker or MemoryTracker()
     ws = prepare_windows(spec.data, cache_dir)
     first = make_splits(spec.protocol, ws.subjects)[0]
@@ -320,15 +339,8 @@ def train_final(
             "data_fingerprint": ws.fingerprint,
         }
     )
-    L.seed_everything(spec.seed, workers=True, verbose=False)
     train, test = ws.indices(split.train), ws.indices(split.test)
-    k = len(ws.class_names)
-    task = CardiacTask(
-        spec.to_dict(), in_channels=ws.X.shape[1], num_classes=k, class_weights=_class_weights(ws.y[train], k)
-    )
-    trainer = _trainer(spec, epochs, [], accelerator)
-    trainer.fit(task, _loader(ws, train, int(spec.optim["batch_size"]), True, spec.seed))
-    net = task.net.cpu()
+    net = fit(spec, ws, train, None, epochs, []).net.cpu()
     metrics = evaluate(net, ws, test, "test_")
     per_subject = {s: evaluate(net, ws, ws.indices([s]), "test_") for s in split.test}
     tracker.log_metrics(metrics)
@@ -398,8 +410,6 @@ class _Monitor(_lightning_callback_base()):  # type: ignore[misc]
             return
         epoch = trainer.current_epoch
         values = dict(pl_module.last_val)
-        if pl_module.last_train_loss is not None:
-            values["train_loss"] = pl_module.last_train_loss
         self.history.append({"epoch": epoch, **values})
         self.tracker.log_metrics(values, step=epoch)
         value = float(values[self.key])

@@ -96,7 +96,7 @@ class SweepProgress:
 def summary_table(records: Sequence[TrialRecord], direction: str, metric: str, limit: int = 20) -> Table:
     """The end-of-sweep table: trials sorted best first (complete), then pruned and failed."""
     table = Table(title=f"trials (best {metric} first)", show_lines=False)
-    for col in ("trial", "state", metric, "seconds", "model", "mlflow run"):
+    for col in ("trial", "state", metric, "seconds", "model", "MLflow run"):
         table.add_column(col, justify="right" if col in ("trial", metric, "seconds") else "left")
     sign = -1 if direction == "maximize" else 1
     order = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4, "interrupted": 5}

@@ -1,20 +1,17 @@
 """`ape-nas reproduce`: retrain a recorded trial from its TrialSpec alone and say whether the score matches.
 
-The trial is found through the study (``--trial N|best``) or given as an MLflow run id; from then on only
-MLflow's record is used: ``spec.yaml`` (model, architecture, optimiser, data, protocol, training, seed) and the
-recorded ``score``. No search backend is involved in training. The new run is logged in the same MLflow
-experiment, tagged with its source run, verdict and both numbers.
+The trial is found through the sweep's MLflow parent run (``--trial N|best``) or given as an MLflow run id;
+from then on only MLflow's record is used: ``spec.yaml`` (model, architecture, optimiser, data, protocol,
+training, seed) and the recorded ``score``. No search backend is involved. The new run is logged in the same
+MLflow experiment, tagged with its source run, verdict and both numbers.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ape_nas.errors import UserError
 from ape_nas.spec import TrialSpec
@@ -35,85 +32,67 @@ class SourceTrial:
 
 
 def find_trial(
-    experiment: str, trial: str, *, workdir: str, storage: str | None, overrides: list[str]
+    experiment: str, trial: str, *, workdir: str, tracking_uri: str | None = None, overrides: list[str]
 ) -> tuple[str, str]:
-    """(run id, tracking URI) of trial ``N`` or the best complete trial of an experiment's study."""
-    from ape_nas.progress import best_of
-    from ape_nas.sweep import load_status
+    """(run id, tracking URI) of trial ``N`` or the best complete trial of an experiment's sweep.
 
-    exp, backend = load_status(experiment, workdir=workdir, storage=storage, overrides=overrides)
-    records = backend.records()
+    Read from the sweep's MLflow parent run (no search backend): the experiment file gives the study's name,
+    the tracking URI is ``tracking_uri`` or the work directory's store."""
+    from ape_nas.experiments import load_experiment
+    from ape_nas.tracking import TrialStore, default_tracking_uri
+
+    exp = load_experiment(experiment, overrides)
+    uri = tracking_uri or default_tracking_uri(Path(workdir))
+    store = TrialStore(uri)
+    if store.sweep_parent(exp.name) is None:
+        raise UserError(f"no sweep {exp.name!r} in MLflow at {uri}; run `ape-nas sweep {experiment}` first")
     if trial == "best":
-        record = best_of(records, exp.direction)
-        if record is None:
+        run = store.best_trial(exp.name)
+        if run is None:
             raise UserError(f"study {exp.name!r} has no complete trial to reproduce")
-    else:
-        try:
-            number = int(trial)
-        except ValueError:
-            raise UserError(f"--trial {trial!r}: expected a trial number or 'best'") from None
-        matches = [r for r in records if r.number == number]
-        if not matches:
-            raise UserError(f"study {exp.name!r} has no trial {number}; it has 0..{len(records) - 1}")
-        record = matches[0]
-        if record.state != "complete":
-            raise UserError(f"trial {number} is {record.state}; only complete trials have a score to reproduce")
-    if not record.run_id:
-        raise UserError(f"trial {record.number} has no MLflow run recorded")
-    return record.run_id, backend.attrs()["tracking_uri"]
+        return run.run_id, uri
+    try:
+        number = int(trial)
+    except ValueError:
+        raise UserError(f"--trial {trial!r}: expected a trial number or 'best'") from None
+    run = store.trial_by_number(exp.name, number)
+    if run is None:
+        raise UserError(f"study {exp.name!r} has no trial {number} in MLflow at {uri}")
+    if run.state != "complete":
+        raise UserError(f"trial {number} is {run.state}; only complete trials have a score to reproduce")
+    return run.run_id, uri
 
 
 def load_source(run_id: str, tracking_uri: str) -> SourceTrial:
-    from mlflow.exceptions import MlflowException
+    from ape_nas.tracking import TrialStore
 
-    from ape_nas.tracking import _client
-
-    client = _client(tracking_uri)
+    store = TrialStore(tracking_uri)
+    run = store.run(run_id)
+    if run is None:
+        raise UserError(f"no MLflow run {run_id!r} in {tracking_uri}")
     try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise UserError(f"no MLflow run {run_id!r} in {tracking_uri}") from None
-    tmp = Path(tempfile.mkdtemp(prefix="ape-nas-spec-"))
-    try:
-        spec_file = client.download_artifacts(run_id, "spec.yaml", str(tmp))
-        spec = TrialSpec.from_dict(yaml.safe_load(Path(spec_file).read_text()))
-    except (MlflowException, OSError) as exc:
+        spec = store.spec(run_id)
+    except UserError as exc:
         raise UserError(f"run {run_id} has no readable spec.yaml artifact ({exc})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    metrics = run.data.metrics
-    number = run.data.tags.get("ape_nas.trial_number")
+    metrics = run.metrics
     return SourceTrial(
         run_id=run_id,
         tracking_uri=tracking_uri,
-        experiment_id=run.info.experiment_id,
+        experiment_id=run.experiment_id,
         spec=spec,
         recorded_score=metrics.get("score"),
         best_epoch=int(metrics["best_epoch"]) if "best_epoch" in metrics else None,
-        number=int(number) if number else None,
-        data_fingerprint=run.data.tags.get("data_fingerprint"),
+        number=run.number,
+        data_fingerprint=run.tags.get("data_fingerprint"),
     )
 
 
 def _new_run(source: SourceTrial, role: str) -> Any:
-    from ape_nas.tracking import ROLE_TAG, TrialRun, _client, git_commit
+    from ape_nas.tracking import TrialStore
 
-    client = _client(source.tracking_uri)
     name = f"{role}-trial-{source.number:04d}" if source.number is not None else f"{role}-{source.run_id[:8]}"
-    tags = {
-        ROLE_TAG: role,
-        "ape_nas.source_run": source.run_id,
-        "ape_nas.seed": str(source.spec.seed),
-        "ape_nas.model": source.spec.model,
-    }
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    run = client.create_run(source.experiment_id, run_name=name, tags=tags)
-    tracked = TrialRun(source.tracking_uri, run.info.run_id)
-    tracked.log_params(source.spec.flat_params())
-    tracked.log_text(source.spec.to_yaml(), "spec.yaml")
-    return tracked
+    tags = {"ape_nas.source_run": source.run_id}
+    return TrialStore(source.tracking_uri).new_run(source.experiment_id, name, role, source.spec, tags)
 
 
 def reproduce(source: SourceTrial, *, cache_dir: Path, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
@@ -138,13 +117,14 @@ def reproduce(source: SourceTrial, *, cache_dir: Path, tolerance: float = DEFAUL
             "tolerance": tolerance,
         }
     )
-    run.set_tags({"ape_nas.reproduce.verdict": verdict})
+    data_changed = bool(source.data_fingerprint) and source.data_fingerprint != result.data_fingerprint
+    tags = {"ape_nas.reproduce.verdict": verdict}
+    if data_changed:
+        tags["ape_nas.reproduce.note"] = "data fingerprint differs from the source run's"
+    run.set_tags(tags)  # written while the run is open: a closed run is never changed afterwards
     run.close("complete")
     for fold in result.folds:
         shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
-    data_changed = bool(source.data_fingerprint) and source.data_fingerprint != result.data_fingerprint
-    if data_changed:
-        run.set_tags({"ape_nas.reproduce.note": "data fingerprint differs from the source run's"})
     return {
         "data_changed": data_changed,
         "data_fingerprint": result.data_fingerprint,

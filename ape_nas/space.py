@@ -27,19 +27,8 @@ from typing import Any, Protocol
 
 from ape_nas.errors import UnknownNameError
 from ape_nas.schema import Field, check_mapping, check_value, describe, is_kind, unknown_key_error
-from ape_nas.spec import TrialSpec
+from ape_nas.spec import OPTIM_FIELDS, TrialSpec
 from ape_nas.yamlio import Document, KeyPath, load_yaml
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-# Optimiser values every spec carries; a space may search or fix any of them.
-OPTIM_FIELDS: dict[str, Field] = {
-    "lr": Field(float, 1e-3, low=1e-7, high=10.0, doc="learning rate"),
-    "weight_decay": Field(float, 0.0, low=0.0, high=1.0, doc="decoupled weight decay (adamw) or L2"),
-    "batch_size": Field(int, 64, low=1, high=65536, doc="windows per batch"),
-    "optimizer": Field(str, "adamw", choices=OPTIMIZERS, doc="optimiser"),
-    "label_smoothing": Field(float, 0.0, low=0.0, high=0.5, doc="cross-entropy label smoothing"),
-}
 
 _SCALAR = (type(None), bool, int, float, str)
 
@@ -124,13 +113,21 @@ class Space:
             values[p.name] = p.suggest(suggester)
         return values
 
-    def to_spec(self, values: Mapping[str, Any], base: Mapping[str, Any]) -> TrialSpec:
+    def to_spec(
+        self,
+        values: Mapping[str, Any],
+        base: Mapping[str, Any],
+        arch_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> TrialSpec:
         """Build a TrialSpec from flat values (as returned by :meth:`suggest`) and the experiment's base config.
 
-        ``base`` holds ``data``, ``protocol``, ``training`` and ``seed``.
+        ``base`` holds ``data``, ``protocol``, ``training`` and ``seed``. ``arch_defaults`` (family → its
+        architecture defaults, :func:`ape_nas.models.arch_defaults`) fills the arguments the space leaves out,
+        so the spec describes the whole network, not only what was sampled.
         """
         family = values["model"]
-        arch = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{family}.")}
+        arch = dict((arch_defaults or {}).get(family, {}))
+        arch.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{family}.")})
         optim = {name: spec.default for name, spec in OPTIM_FIELDS.items()}
         optim.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("optim.")})
         return TrialSpec(
@@ -143,8 +140,13 @@ class Space:
             seed=int(base["seed"]),
         )
 
-    def sample(self, suggester: Suggester, base: Mapping[str, Any]) -> TrialSpec:
-        return self.to_spec(self.suggest(suggester), base)
+    def sample(
+        self,
+        suggester: Suggester,
+        base: Mapping[str, Any],
+        arch_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> TrialSpec:
+        return self.to_spec(self.suggest(suggester), base, arch_defaults)
 
     def check_families(self, arch_defaults: Mapping[str, Mapping[str, Any]]) -> None:
         """Check families and their parameter names/types against the model registry's signatures."""

@@ -4,11 +4,14 @@ A plain, serialisable point: model family + architecture values + optimiser valu
 config + seed. It is stored in MLflow (``spec.yaml``) and inside every checkpoint, so reproduce/export/predict
 never need the search backend.
 
+Optimiser and training keys a spec does not give take their defaults (:data:`OPTIM_FIELDS`,
+:data:`TRAINING_DEFAULTS`), so a spec recorded before a key existed loads as the spec it trained as.
+
 Example:
     >>> spec = TrialSpec(model="cnn1d", arch={"depth": 3}, optim={"lr": 1e-3}, data={}, protocol={},
     ...                  training={}, seed=0)
-    >>> TrialSpec.from_dict(spec.to_dict()) == spec
-    True
+    >>> TrialSpec.from_dict(spec.to_dict()) == spec, spec.optim["optimizer"], spec.training["accelerator"]
+    (True, 'adamw', 'cpu')
 """
 
 from __future__ import annotations
@@ -21,7 +24,25 @@ from typing import Any
 
 import yaml
 
-SPEC_VERSION = 1
+from ape_nas.schema import Field
+
+SPEC_VERSION = 2  # 2: optim carries SGD momentum/nesterov, training the accelerator (filled in older specs)
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+# Optimiser values every spec carries; a space may search or fix any of them.
+OPTIM_FIELDS: dict[str, Field] = {
+    "lr": Field(float, 1e-3, low=1e-7, high=10.0, doc="learning rate"),
+    "weight_decay": Field(float, 0.0, low=0.0, high=1.0, doc="decoupled weight decay (adamw) or L2"),
+    "batch_size": Field(int, 64, low=1, high=65536, doc="windows per batch"),
+    "optimizer": Field(str, "adamw", choices=OPTIMIZERS, doc="optimiser"),
+    "label_smoothing": Field(float, 0.0, low=0.0, high=0.5, doc="cross-entropy label smoothing"),
+    "momentum": Field(float, 0.9, low=0.0, high=1.0, doc="sgd: momentum"),
+    "nesterov": Field(bool, True, doc="sgd: Nesterov momentum (needs momentum > 0)"),
+}
+
+# Training values the Trainer reads and every spec carries (an experiment's training section sets them).
+TRAINING_DEFAULTS: dict[str, Any] = {"accelerator": "cpu", "precision": "32-true"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,15 @@ class TrialSpec:
     training: dict[str, Any]
     seed: int
     version: int = field(default=SPEC_VERSION)
+
+    def __post_init__(self) -> None:
+        if self.version > SPEC_VERSION:
+            raise ValueError(f"TrialSpec version {self.version} is newer than this ape-nas reads ({SPEC_VERSION})")
+        # A spec recorded before a key existed trained with that key's default: every spec carries all of them.
+        optim = {**{k: f.default for k, f in OPTIM_FIELDS.items()}, **self.optim}
+        object.__setattr__(self, "optim", optim)
+        object.__setattr__(self, "training", {**TRAINING_DEFAULTS, **self.training})
+        object.__setattr__(self, "version", SPEC_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))

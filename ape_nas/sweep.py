@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,13 +21,22 @@ from rich.console import Console
 
 from ape_nas.backends import Backend, TrialRecord, make_backend
 from ape_nas.baseline import BaselineResult, hrv_baseline
-from ape_nas.config.experiment import ExperimentConfig, load_experiment
+from ape_nas.config.experiment import ExperimentConfig
 from ape_nas.console import make_console
 from ape_nas.errors import KeyedError, UserError
+from ape_nas.experiments import load_experiment, located
 from ape_nas.interrupts import Interrupted
 from ape_nas.progress import SweepProgress, best_of
 from ape_nas.space import Space, load_space
-from ape_nas.tracking import SweepTracker, TrialRun, default_tracking_uri
+from ape_nas.tracking import (
+    BEST_RUN_TAG,
+    EXPERIMENT_ATTR,
+    PARENT_RUN_ATTR,
+    SweepTracker,
+    TrialRun,
+    TrialStore,
+    default_tracking_uri,
+)
 
 STALE_NOTE = "worker died (no heartbeat)"
 IDENTITY_ATTR = "ape_nas.identity"  # study user attr: what makes the study's trials comparable
@@ -73,9 +83,9 @@ def prepare_sweep(
         overrides.append(f"backend.name={backend}")
     experiment = load_experiment(experiment_path, overrides)
     space = load_space(experiment.space_path)
-    from ape_nas.models import get_family, list_models
+    from ape_nas.models import arch_defaults
 
-    space.check_families({name: get_family(name).arch_defaults for name in list_models()})
+    space.check_families(arch_defaults())
     workdir = Path(workdir)
     engine = make_backend(experiment.backend["name"], experiment=experiment, workdir=workdir, storage=storage)
     engine.validate()
@@ -204,12 +214,6 @@ def comparable(records: list[TrialRecord], attrs: dict[str, Any]) -> list[TrialR
     return [r for r in records if fp is None or r.attrs.get("data_fingerprint", fp) == fp]
 
 
-def _as_config_error(exp: ExperimentConfig, err: KeyedError) -> UserError:
-    """A KeyedError located at the key the user set: a --set / flag if they typed one, else file:line."""
-    typed = [k for k in err.keys if any(o[: len(k)] == k for o in exp.doc.overrides)]
-    return exp.doc.error((typed or err.keys)[0], err.problem)
-
-
 def check_data(exp: ExperimentConfig, windows: Any) -> list[Any]:
     """The protocol against the windows: subject counts, every partition's classes. Returns the splits."""
     import numpy as np
@@ -221,7 +225,7 @@ def check_data(exp: ExperimentConfig, windows: Any) -> list[Any]:
         labels_of = {s: set(np.unique(windows.y[windows.groups == i]).tolist()) for i, s in enumerate(windows.subjects)}
         check_balance(splits, labels_of, windows.class_names, exp.protocol["kind"])
     except KeyedError as err:
-        raise _as_config_error(exp, err) from None
+        raise located(exp, err) from None
     return splits
 
 
@@ -356,7 +360,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
                 check=check,
             )
         except KeyedError as err:
-            raise _as_config_error(exp, err) from None
+            raise located(exp, err) from None
     exp = plan.experiment  # --new-study may have renamed it
     console.print(data_line(windows))
 
@@ -381,12 +385,12 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     # inside it, so that concurrent workers do not initialise the same MLflow database at once.
     tracker = tracker_() if recorded == plan.tracking_uri else None
     exclusive = getattr(backend, "exclusive", None)
-    with exclusive("mlflow-parent") if exclusive is not None else nullcontext():
+    with exclusive("tracking-parent") if exclusive is not None else nullcontext():
         tracker = tracker or tracker_()
         attrs = backend.attrs()
         same_store = attrs.get("tracking_uri") == plan.tracking_uri
         parent = tracker.open_parent(
-            attrs.get("mlflow_parent_run_id") if same_store else None,
+            attrs.get(PARENT_RUN_ATTR) if same_store else None,
             name=f"sweep-{exp.name}",
             tags={
                 "ape_nas.study": exp.name,
@@ -398,9 +402,9 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
         )
         backend.set_attrs(
             {
-                "mlflow_parent_run_id": parent.run_id,
+                PARENT_RUN_ATTR: parent.run_id,
                 "tracking_uri": plan.tracking_uri,
-                "mlflow_experiment_id": tracker.experiment_id,
+                EXPERIMENT_ATTR: tracker.experiment_id,
             }
         )
     parent.log_text(json.dumps(exp.to_dict(), indent=2, default=str), "experiment.json")
@@ -446,30 +450,14 @@ def run_sweep(
     timeout_s = timeout_s if timeout_s is not None else plan.experiment.budget["timeout_s"]
     session = open_sweep(plan)
     exp, backend = plan.experiment, plan.backend
-    tracker, parent, runner = session.tracker, session.parent, session.runner
     before = {r.number for r in backend.records()}
-    metric = exp.objective["metric"]
-    display = SweepProgress(n_trials, exp.direction, metric, enabled=progress)
-    mine: set[int] = set()
-
-    def trial_started(number: int, model: str) -> None:
-        mine.add(number)
-        display.trial_started(number, model)
-
-    interrupted = False
-    started = time.time()
-    try:
-        with display:
-            backend.run(runner, n_trials, timeout_s, on_trial_end=display.trial_finished, on_trial_start=trial_started)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        interrupted = True
-        close_interrupted(backend, tracker, mine, str(exc) or "interrupted")
-    except BaseException:
-        tracker.finish_parent("FAILED")  # never leave the parent run RUNNING
-        raise
-    records = backend.records()
-    best = best_of(comparable(records, backend.attrs()), exp.direction)
-    _finish_parent(tracker, backend, records, best, metric, time.time() - started, interrupted)
+    display = SweepProgress(n_trials, exp.direction, exp.objective["metric"], enabled=progress)
+    with display:
+        done = run_trials(
+            session, n_trials, timeout_s, on_trial_end=display.trial_finished, on_trial_start=display.trial_started
+        )
+    records, best, interrupted = done.records, done.best, done.interrupted
+    parent = session.parent
     return SweepOutcome(
         records=records,
         best=best,
@@ -482,6 +470,73 @@ def run_sweep(
     )
 
 
+@dataclass
+class TrialsDone:
+    """What :func:`run_trials` leaves: the study's records after it, its best comparable trial, what happened."""
+
+    records: list[TrialRecord]
+    best: TrialRecord | None
+    started: set[int]  # trial numbers this process started
+    interrupted: bool
+    elapsed_s: float
+
+
+def run_trials(
+    session: SweepSession,
+    n_trials: int,
+    timeout_s: float | None,
+    *,
+    on_trial_end: Callable[[TrialRecord], None] | None = None,
+    on_trial_start: Callable[[int, str], None] | None = None,
+    shared: bool = False,
+) -> TrialsDone:
+    """Run ``n_trials`` trials of an opened sweep and write the parent run's summary: the one loop behind
+    ``ape-nas sweep`` and ``ape-nas worker``.
+
+    An interrupt fails the trials this process started that still run (study and MLflow) and ends the parent
+    KILLED; any other error ends it FAILED and is raised after the summary is written. ``shared`` (workers
+    on one study): a trial start marks the parent RUNNING again, trials of dead workers are failed first and
+    last, and the parent is ended only when no trial of the study still runs (the last worker ends it).
+    """
+    exp, backend, tracker = session.plan.experiment, session.plan.backend, session.tracker
+    mine: set[int] = set()
+
+    def started(number: int, model: str) -> None:
+        mine.add(number)
+        if shared:  # a worker that left while no trial was running may have ended the parent: it runs again
+            with suppress(Exception):  # bookkeeping only: never fail a trial for it
+                session.parent.mark_running()
+        if on_trial_start is not None:
+            on_trial_start(number, model)
+
+    if shared:
+        backend.fail_stale_trials()  # trials of workers that died: failed and queued again before we start
+    t0 = time.time()
+    interrupted, error = False, None
+    try:
+        backend.run(session.runner, n_trials, timeout_s, on_trial_end=on_trial_end, on_trial_start=started)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        interrupted = True
+        close_interrupted(backend, tracker, mine, str(exc) or "interrupted")
+    except BaseException as exc:
+        error = exc
+    try:
+        if shared:
+            backend.fail_stale_trials()
+        records = backend.records()
+        best = best_of(comparable(records, backend.attrs()), exp.direction)
+        running = shared and any(r.state == "running" for r in records)
+        status = None if running else ("FAILED" if error is not None else "")
+        _finish_parent(tracker, backend, records, best, exp.objective["metric"], time.time() - t0, interrupted, status)
+    except BaseException:
+        if error is None:
+            raise
+        tracker.finish_parent("FAILED")  # never leave the parent run RUNNING; the first error is the one to see
+    if error is not None:
+        raise error
+    return TrialsDone(records, best, mine, interrupted, time.time() - t0)
+
+
 def close_interrupted(backend: Backend, tracker: SweepTracker, mine: set[int], note: str) -> None:
     """Trials this process started that still run after an interrupt: failed in the study and in MLflow.
 
@@ -492,9 +547,8 @@ def close_interrupted(backend: Backend, tracker: SweepTracker, mine: set[int], n
     running = [r.number for r in backend.records() if r.state == "running" and r.number in mine]
     if fail is not None and running:
         fail(running, note)
-    for run in tracker.trial_runs():
-        if run.info.status == "RUNNING" and int(run.data.tags.get("ape_nas.trial_number", -1)) in mine:
-            TrialRun(tracker.tracking_uri, run.info.run_id).close("failed", note)
+    if tracker.parent is not None:
+        TrialStore(tracker.tracking_uri).repair_running(tracker.parent.run_id, lambda r: r.number not in mine, note)
 
 
 def _finish_parent(
@@ -518,7 +572,7 @@ def _finish_parent(
     parent.log_metrics({f"trials_{k}": float(v) for k, v in counts.items()} | {"last_run_seconds": elapsed})
     if best is not None:
         parent.log_metrics({f"best_val_{metric}": float(best.value)})
-        parent.set_tags({"best_trial_number": best.number, "best_run_id": best.run_id or "", "best_value": best.value})
+        parent.set_tags({"best_trial_number": best.number, BEST_RUN_TAG: best.run_id or "", "best_value": best.value})
         test = best.attrs.get("test_metrics") or {}
         if test:
             parent.log_metrics({f"best_trial_{k}": float(v) for k, v in test.items()})

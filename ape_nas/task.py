@@ -2,30 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from ape_nas.metrics import CLASS_METRICS
 from ape_nas.models import build_model
 from ape_nas.spec import TrialSpec
 
+TRAIN_LOSS, VAL_LOSS = "train_loss", "val_loss"  # epoch means of the (class-weighted) cross-entropy
+
+# torchmetrics for each name of ape_nas.metrics.CLASS_METRICS (definitions: ape_nas.metrics.classification_metrics)
+_TORCHMETRICS: dict[str, Callable[[int], Metric]] = {
+    "f1_macro": lambda k: MulticlassF1Score(k, average="macro"),
+    "balanced_accuracy": lambda k: MulticlassAccuracy(k, average="macro"),
+    "auroc": lambda k: MulticlassAUROC(k),
+}
+
 
 def make_metrics(num_classes: int) -> MetricCollection:
-    return MetricCollection(
-        {
-            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-            "balanced_accuracy": MulticlassAccuracy(num_classes, average="macro"),
-            "auroc": MulticlassAUROC(num_classes),
-        }
-    )
+    """The :data:`~ape_nas.metrics.CLASS_METRICS` of class probabilities ``(n, classes)`` against labels ``(n,)``."""
+    return MetricCollection({name: _TORCHMETRICS[name](num_classes) for name in CLASS_METRICS})
+
+
+class _DeviceMean:
+    """Mean of scalar tensors weighted by batch size, summed on their device: one host sync when read."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, value: torch.Tensor, n: int) -> None:
+        term = value.detach() * n
+        self.total = term if self.total is None else self.total + term
+        self.count += n
+
+    def read(self) -> float | None:
+        return None if self.total is None else float(self.total) / self.count
 
 
 class CardiacTask(L.LightningModule):
-    """Window classifier for one TrialSpec. ``class_weights`` re-balance the loss (from training labels)."""
+    """Window classifier for one TrialSpec. ``class_weights`` re-balance the loss (from training labels).
+
+    After each validation epoch, :attr:`last_val` holds that epoch's ``val_*`` metrics and ``train_loss``, the
+    mean training loss of the same epoch (Lightning validates before ``on_train_epoch_end``, so the loss is read
+    there, not at the end of the training epoch); both are also logged to ``trainer.callback_metrics``.
+    """
 
     def __init__(
         self, spec: dict[str, Any], in_channels: int, num_classes: int, class_weights: list[float] | None = None
@@ -35,41 +65,40 @@ class CardiacTask(L.LightningModule):
         self.spec = TrialSpec.from_dict(spec)
         self.net = build_model(self.spec.model, in_channels, num_classes, **self.spec.arch)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=self.spec.optim.get("label_smoothing", 0.0))
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=self.spec.optim["label_smoothing"])
         self.val_metrics = make_metrics(num_classes).clone(prefix="val_")
-        self._val_loss_sum = 0.0
-        self._val_count = 0
+        # epoch means accumulated on the device (no host sync per step); a NaN loss stays NaN, so divergence shows
+        # (torchmetrics' MeanMetric drops NaN or, with nan_strategy="disable", its weights)
+        self._train_loss, self._val_loss = _DeviceMean(), _DeviceMean()
         self.last_val: dict[str, float] = {}
-        self.last_train_loss: float | None = None
-        self._train_loss_sum = 0.0
-        self._train_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, time) -> (batch, classes)
         return self.net(x)
 
+    def on_train_epoch_start(self) -> None:
+        self._train_loss.reset()
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.loss_fn(self(x), y)
-        self._train_loss_sum += float(loss.detach()) * len(y)
-        self._train_count += len(y)
+        self._train_loss.add(loss, len(y))
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.last_train_loss = self._train_loss_sum / max(1, self._train_count)
-        self._train_loss_sum, self._train_count = 0.0, 0
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self._val_loss_sum += float(self.loss_fn(logits, y)) * len(y)
-        self._val_count += len(y)
+        self._val_loss.add(self.loss_fn(logits, y), len(y))
         self.val_metrics.update(logits.softmax(dim=1), y)
 
     def on_validation_epoch_end(self) -> None:
         values = {k: float(v) for k, v in self.val_metrics.compute().items()}
-        values["val_loss"] = self._val_loss_sum / max(1, self._val_count)
+        val_loss = self._val_loss.read()
+        values[VAL_LOSS] = float("nan") if val_loss is None else val_loss
         self.val_metrics.reset()
-        self._val_loss_sum, self._val_count = 0.0, 0
+        self._val_loss.reset()
+        train_loss = self._train_loss.read()
+        if train_loss is not None:  # None in a sanity check before the first training batch
+            values[TRAIN_LOSS] = train_loss
         self.last_val = values
         self.log_dict(values, prog_bar=False, logger=False)
 
@@ -77,6 +106,8 @@ class CardiacTask(L.LightningModule):
         o = self.spec.optim
         params = self.parameters()
         if o["optimizer"] == "sgd":
-            return torch.optim.SGD(params, lr=o["lr"], momentum=0.9, nesterov=True, weight_decay=o["weight_decay"])
+            return torch.optim.SGD(
+                params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"], weight_decay=o["weight_decay"]
+            )
         cls = torch.optim.AdamW if o["optimizer"] == "adamw" else torch.optim.Adam
         return cls(params, lr=o["lr"], weight_decay=o["weight_decay"])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ape_nas.backends.base import TrialHandle
+from ape_nas.tracking.names import RUN_ID_ATTR
 
 
 @dataclass
@@ -49,10 +50,11 @@ class TrialRunner:
         return self._space, self._tracker
 
     def __call__(self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None) -> float:
+        from ape_nas.models import arch_defaults
         from ape_nas.objective import run_trial
 
         space, tracker = self._objects()
-        spec = space.sample(handle, self.base)
+        spec = space.sample(handle, self.base, arch_defaults())  # the spec holds the whole network
         digest = spec.digest()
         handle.set_attr("model", spec.model)
         handle.set_attr("spec", spec.to_dict())
@@ -65,12 +67,12 @@ class TrialRunner:
         twin = lookup(digest) if lookup is not None else None
         if twin is not None and twin.value is not None:
             handle.set_attr("duplicate_of", twin.number)
-            for key in ("mlflow_run_id", "test_metrics", "best_epoch"):
+            for key in (RUN_ID_ATTR, "test_metrics", "best_epoch"):
                 if key in twin.attrs:
                     handle.set_attr(key, twin.attrs[key])
             return float(twin.value)
         with tracker.trial(handle.number, spec, {"ape_nas.study": self.experiment_name}) as run:
-            handle.set_attr("mlflow_run_id", run.run_id)
+            handle.set_attr(RUN_ID_ATTR, run.run_id)
             result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir))
             for fold in result.folds:  # logged to MLflow: the temporary copies can go
                 shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)

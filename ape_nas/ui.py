@@ -1,12 +1,12 @@
 """`ape-nas ui`: an MLflow server for a work directory's store, owned by this process.
 
-The server (``python -m mlflow server``, which starts uvicorn as a child) runs in its own process group.
+The server (MLflow's own server command, which starts uvicorn as a child) runs in its own process group.
 SIGINT (Ctrl+C) and SIGTERM (``kill <pid>``) of ``ape-nas ui`` are forwarded to that whole group as SIGTERM
 (uvicorn's graceful shutdown; the MLflow CLI parent then exits quietly), SIGHUP too; what is still alive
 after ``STOP_GRACE_S`` (or at a second Ctrl+C) gets SIGKILL. So once ``ape-nas ui`` has exited, nothing of
 its server listens on the port. Exit code after such a stop: 0 (the user asked for it), not 130/143. A server
 that dies by itself: its last output lines on stderr, exit 1. The server's output goes to
-``<workdir>/mlflow-ui.log`` (its access log would drown the URLs printed here).
+the server log in the work directory (its access log would drown the URLs printed here).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ape_nas.errors import UserError
+from ape_nas.tracking.names import STORE_FILE
+from ape_nas.tracking.server import LOG_NAME, experiments_search_url, server_command, server_env
 
 STOP_GRACE_S = 15.0
 START_TIMEOUT_S = 180.0
-LOG_NAME = "mlflow-ui.log"
 _TAIL_LINES = 20
 # SIGHUP too: closing the terminal must not leave the server behind
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -76,7 +77,7 @@ def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
 def _experiments(url: str) -> list[dict[str, Any]]:
     """Active experiments as the running server reports them (no second process touches the SQLite store)."""
     req = urllib.request.Request(
-        f"{url}/api/2.0/mlflow/experiments/search",
+        experiments_search_url(url),
         data=json.dumps({"max_results": 1000}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -174,31 +175,14 @@ def serve_ui(workdir: Path, host: str = "127.0.0.1", port: int = 5000) -> int:
     Example: ``ape-nas ui --workdir runs --port 5000`` prints
     ``http://127.0.0.1:5000/#/experiments/1/runs`` for each experiment once the server answers.
     """
-    from ape_nas.tracking import default_tracking_uri
-
     workdir = Path(workdir)
-    db = workdir / "mlflow.db"
+    db = workdir / STORE_FILE
     if not db.is_file():
         raise UserError(f"{db}: no MLflow store here; run `ape-nas sweep ... --workdir {workdir}` first")
     check_port_free(host, port)
     url = f"http://{_browse_host(host)}:{port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        default_tracking_uri(workdir),
-        "--artifacts-destination",
-        str((workdir / "artifacts").resolve()),
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = server_command(workdir, host, port)
+    env = {**os.environ, **server_env()}
     log = _log_path(workdir)
     print(f"MLflow UI for {db}: starting {url}  (server log: {log})", flush=True)
     server = _Server()
@@ -213,7 +197,7 @@ def serve_ui(workdir: Path, host: str = "127.0.0.1", port: int = 5000) -> int:
 
 
 def _log_path(workdir: Path) -> Path:
-    """``<workdir>/mlflow-ui.log``, or a temporary file when the work directory is read-only."""
+    """the server log in the work directory, or a temporary file when the work directory is read-only."""
     log = workdir / LOG_NAME
     try:
         with open(log, "ab"):

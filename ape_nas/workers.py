@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -103,7 +102,7 @@ def _sqlite_guard(backend: Any) -> AbstractContextManager[Any]:
 def run_worker(plan: Any) -> int:
     """This process as one worker: open the shared study and parent run, run budget.trials trials, summarise."""
     from ape_nas.console import make_console
-    from ape_nas.sweep import _finish_parent, close_interrupted, open_sweep
+    from ape_nas.sweep import open_sweep, run_trials
 
     exp, backend = plan.experiment, plan.backend
     n_trials, timeout_s = exp.budget["trials"], exp.budget["timeout_s"]
@@ -111,18 +110,10 @@ def run_worker(plan: Any) -> int:
     with _sqlite_guard(backend):
         backend.use_parallel()
         session = open_sweep(plan, make_console(stderr=True), join=True)
-        tracker, parent = session.tracker, session.parent
+        parent = session.parent
         storage = backend.storage_label
         _say(f"joined study {exp.name} ({storage}) · MLflow parent run {parent.run_id} · {n_trials} trials")
-        backend.fail_stale_trials()  # trials of workers that died: failed and queued again before we start
         mine: list[Any] = []
-        begun: set[int] = set()
-
-        def started(number: int, model: str) -> None:
-            begun.add(number)
-            # a worker that left while no trial was running may have ended the parent: it runs again
-            with suppress(Exception):  # bookkeeping only: never fail a trial for it
-                parent._client.update_run(parent.run_id, status="RUNNING")
 
         def finished(record: Any) -> None:
             mine.append(record)
@@ -135,23 +126,9 @@ def run_worker(plan: Any) -> int:
                 f"{fmt(record.duration_s, 1)} s  {record.model}{note}"
             )
 
-        started_at = time.time()
-        interrupted, error = False, None
-        try:
-            backend.run(session.runner, n_trials, timeout_s, on_trial_end=finished, on_trial_start=started)
-        except (KeyboardInterrupt, Interrupted) as exc:
-            interrupted = True
-            close_interrupted(backend, tracker, begun, str(exc) or "interrupted")
-        except BaseException as exc:
-            error = exc
-        backend.fail_stale_trials()
-        records = backend.records()
-        running = [r.number for r in records if r.state == "running"]
-        status = None if running else ("FAILED" if error is not None else "")
-        best = best_of(records, exp.direction)
-        _finish_parent(tracker, backend, records, best, metric, time.time() - started_at, interrupted, status)
-        if error is not None:
-            raise error
+        done = run_trials(session, n_trials, timeout_s, on_trial_end=finished, shared=True)
+    records, best, interrupted = done.records, done.best, done.interrupted
+    running = [r.number for r in records if r.state == "running"]
     counts = {s: sum(r.state == s for r in mine) for s in ("complete", "pruned", "failed")}
     study = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed", "running", "waiting")}
     mine_text = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none"
@@ -163,7 +140,7 @@ def run_worker(plan: Any) -> int:
         else ("KILLED" if interrupted else "FINISHED")
     )
     _say(
-        f"done in {time.time() - started_at:.0f} s: {len(mine)} trials ({mine_text}) · study {exp.name} now "
+        f"done in {done.elapsed_s:.0f} s: {len(mine)} trials ({mine_text}) · study {exp.name} now "
         f"{len(records)} trials ({study_text}) · {best_text} · {parent_text}"
     )
     if interrupted:
@@ -173,16 +150,32 @@ def run_worker(plan: Any) -> int:
 
 
 def _gpu_ids() -> list[str]:
-    """GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (the visible subset when already set)."""
+    """GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (the visible subset when already set).
+
+    A CUDA build that cannot reach its GPUs (driver error, busy device) is a UserError, never a silent CPU
+    run: ``CUDA_VISIBLE_DEVICES=`` (empty) runs the workers on CPU on purpose."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
-    try:
-        import torch
+    import warnings
 
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:
-        return []
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            count = torch.cuda.device_count()
+        except RuntimeError as exc:  # torch raises or warns, depending on where CUDA initialisation fails
+            caught.append(warnings.WarningMessage(str(exc), RuntimeWarning, "", 0))
+            count = 0
+    cuda_problems = [str(w.message) for w in caught if "cuda" in str(w.message).lower()]
+    if torch.version.cuda is not None and count == 0 and cuda_problems:
+        first = " ".join(cuda_problems[0].split())[:200]
+        raise UserError(
+            f"CUDA is installed but no GPU can be used ({first}); fix the driver/device, "
+            "or set CUDA_VISIBLE_DEVICES= (empty) to run the workers on CPU"
+        )
+    return [str(i) for i in range(count)]
 
 
 def _cpus() -> int:
@@ -258,12 +251,12 @@ def spawn_workers(args: argparse.Namespace, plan: Any) -> int:
             with suppress(ProcessLookupError):
                 p.send_signal(signum)
         codes = [p.wait() for p in procs]
-    from ape_nas.sweep import load_status
+    from ape_nas.sweep import comparable, load_status
 
     _, study = load_status(args.experiment, workdir=plan.workdir, storage=backend.storage_url, overrides=args.overrides)
     records = study.records()
     counts = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed", "running", "waiting")}
-    best = best_of(records, exp.direction)
+    best = best_of(comparable(records, study.attrs()), exp.direction)
     print(
         f"ape-nas worker: {n} workers exited ({', '.join(map(str, codes))}) · study {exp.name}: {len(records)} trials "
         f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)})"

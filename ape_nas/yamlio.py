@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,28 @@ def load_yaml(path: str | Path) -> Document:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{p}: cannot read file ({exc.__class__.__name__}: {exc})") from None
     return parse_yaml(text, str(p))
+
+
+KEY_USAGE = "key=value, e.g. --set budget.trials=5"  # experiment keys (dotted paths)
+NAME_USAGE = "name=value, e.g. --set task=phases"  # reader parameters by their own name
+
+
+def parse_assignment(text: str, usage: str = KEY_USAGE) -> tuple[str, Any]:
+    """The one reading of ``--set KEY=VALUE``: the key (stripped) and the value parsed as YAML (empty: None).
+
+    ``parse_assignment("budget.trials=5")`` → ``("budget.trials", 5)``; ``"subjects=[S1,S2]"`` → a list.
+    No ``=``, an empty key, or a value that is not YAML is a UserError that names ``--set TEXT`` and ``usage``.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {text}: expected {usage}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise UserError(f"--set {text}: value {raw!r} is not a valid YAML scalar or list") from None
+    return key.strip(), value
+
+
+def parse_assignments(pairs: Iterable[str] | None, usage: str = NAME_USAGE) -> dict[str, Any]:
+    """``["task=phases", "subjects=4"]`` → ``{"task": "phases", "subjects": 4}`` (reader parameters)."""
+    return dict(parse_assignment(text, usage) for text in pairs or ())

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from _report import report
 
-from ape_nas.config.experiment import load_experiment
 from ape_nas.data.prepare import clear_memo, prepare_windows
+from ape_nas.experiments import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # real recordings for development (not in the repository)
 QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
 # A smaller, faster variant of the quickstart for tests (same files, overridden from the command line).
 SMALL_SETS = [
@@ -44,3 +48,31 @@ def sweep_runs(status: dict) -> tuple[Any, list, list]:
     parents = [r for r in runs if r.data.tags.get("ape_nas.role") == "sweep"]
     trials = [r for r in runs if r.data.tags.get("ape_nas.role") == "trial"]
     return client, parents, trials
+
+
+def data_required() -> bool:
+    """In CI (``CI`` set, or ``APE_NAS_REQUIRE_DATA=1`` as ``.ci/run`` sets) a missing data folder is a failure."""
+    return os.environ.get("APE_NAS_REQUIRE_DATA") == "1" or os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def require_shared(path: str | Path) -> None:
+    """Skip the running test when ``path`` does not exist, or fail it when :func:`data_required`."""
+    if Path(path).exists():
+        return
+    reason = f"shared data absent: {path} (real recordings)"
+    if data_required():
+        pytest.fail(f"{reason}; CI / APE_NAS_REQUIRE_DATA=1 require it", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs_shared(path: str | Path) -> pytest.MarkDecorator:
+    """Mark a test (or a module: ``pytestmark``) that needs ``path`` under ``../shared/data``: skipped when it is
+    absent, failed instead in CI. ``tests/conftest.py`` applies the mark (:func:`check_shared_data`)."""
+    return pytest.mark.shared_data(path=Path(path))
+
+
+def check_shared_data(item: pytest.Item) -> None:
+    """The ``pytest_runtest_setup`` step behind :func:`needs_shared`: every path a test's marks name must exist."""
+    for mark in item.iter_markers("shared_data"):
+        if "path" in mark.kwargs:
+            require_shared(mark.kwargs["path"])

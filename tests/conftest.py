@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _common import check_shared_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +23,8 @@ def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     return cwd
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    check_shared_data(item)  # before any fixture: a missing data folder skips (or, in CI, fails) at once

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from ape_nas.config.experiment import apply_overrides, load_experiment
+from ape_nas.config.experiment import apply_overrides
 from ape_nas.errors import ConfigError, UserError
+from ape_nas.experiments import load_experiment
 from ape_nas.schema import REQUIRED, Field, check_mapping
 from ape_nas.space import OPTIM_FIELDS, parse_space
-from ape_nas.spec import TrialSpec
+from ape_nas.spec import TRAINING_DEFAULTS, TrialSpec
 from ape_nas.yamlio import Document, dotted, load_yaml, parse_yaml
 
 
@@ -422,11 +423,13 @@ def test_to_spec_strips_prefixes_and_fills_optimiser_defaults():
         "batch_size": 64,
         "optimizer": "sgd",
         "label_smoothing": OPTIM_FIELDS["label_smoothing"].default,
+        "momentum": OPTIM_FIELDS["momentum"].default,
+        "nesterov": OPTIM_FIELDS["nesterov"].default,
     }
     assert (spec.data, spec.protocol, spec.training, spec.seed) == (
         BASE["data"],
         BASE["protocol"],
-        BASE["training"],
+        {**TRAINING_DEFAULTS, **BASE["training"]},  # what the spec trains with, spelled out
         5,
     )
     spec.data["window_s"] = 1.0

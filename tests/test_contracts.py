@@ -19,7 +19,7 @@ from optuna.samplers import RandomSampler
 
 from ape_nas.backends import optuna_backend
 from ape_nas.config import experiment as experiment_config
-from ape_nas.config.experiment import load_experiment
+from ape_nas.experiments import load_experiment
 from ape_nas.models import build_model, get_family, list_models
 from ape_nas.space import OPTIM_FIELDS, Param, Space, load_space
 from ape_nas.spec import TrialSpec
@@ -110,7 +110,10 @@ def _within(value: Any, param: Param) -> bool:
 
 def _check_spec(spec: TrialSpec, space: Space, base: dict[str, Any]) -> None:
     params = space.families[spec.model]
-    assert set(spec.arch) == {name.split(".", 1)[1] for name in params}, "only the chosen family's arguments"
+    defaults = arch_defaults()[spec.model]
+    assert set(spec.arch) == set(defaults), "every argument of the chosen family, no other"
+    for arg in set(defaults) - {name.split(".", 1)[1] for name in params}:
+        assert spec.arch[arg] == defaults[arg], f"{spec.model}.{arg} not in the space: the family's default"
     for name, param in params.items():
         value = spec.arch[name.split(".", 1)[1]]
         assert _within(value, param), f"{name}={value!r} outside {param.describe()}"
@@ -139,7 +142,7 @@ def _random_specs(space: Space, base: dict[str, Any], per_family: int, seed: int
         if min(counts.values()) >= per_family:
             break
         trial = study.ask()
-        spec = space.sample(trial, base)
+        spec = space.sample(trial, base, arch_defaults())
         study.tell(trial, 0.0)
         specs.append(spec)
         counts[spec.model] += 1
@@ -176,7 +179,7 @@ def test_space_fixed_values_appear_in_specs(space_path):
     space = load_space(space_path)
     base = base_for(space_path)
     for family in space.family_names:
-        spec = space.sample(_Corner(family, high=False), base)
+        spec = space.sample(_Corner(family, high=False), base, arch_defaults())
         assert spec.model == family
         for name, param in [*space.families[family].items(), *space.optim.items()]:
             if param.kind == "fixed":
@@ -191,7 +194,8 @@ def test_space_models_build_and_run(space_path):
     base = base_for(space_path)
     in_channels = len(base["data"]["channels"])
     specs = _random_specs(space, base, per_family=2, seed=1)
-    specs += [space.sample(_Corner(f, high), base) for f in space.family_names for high in (False, True)]
+    corners = [_Corner(f, high) for f in space.family_names for high in (False, True)]
+    specs += [space.sample(corner, base, arch_defaults()) for corner in corners]
     for spec in specs:
         _check_spec(spec, space, base)
         net = build_model(spec.model, in_channels, NUM_CLASSES, **spec.arch).eval()
@@ -200,6 +204,50 @@ def test_space_models_build_and_run(space_path):
                 out = net(torch.randn(BATCH, in_channels, length))
                 assert out.shape == (BATCH, NUM_CLASSES), f"{spec.model} {spec.arch} on {length} samples"
                 assert torch.isfinite(out).all()
+
+
+OLD_SPEC_YAML = """\
+model: cnn1d
+arch: {depth: 3, width: 8}
+optim: {lr: 0.01, weight_decay: 0.0001, batch_size: 64, optimizer: sgd, label_smoothing: 0.0}
+data: {benchmark: synthetic}
+protocol: {kind: holdout}
+training: {max_epochs: 8, patience: 3, metric: f1_macro, direction: maximize}
+seed: 7
+version: 1
+"""  # as recorded before specs carried SGD momentum/nesterov and the accelerator
+
+
+def test_a_sampled_spec_describes_the_whole_network():
+    space = load_space(ROOT / "search_spaces" / "quickstart.yaml")
+    base = base_for(ROOT / "search_spaces" / "quickstart.yaml")
+    for family in space.family_names:
+        spec = space.sample(_Corner(family, high=True), base, arch_defaults())
+        params = space.families[family].items()
+        sampled = {name.split(".", 1)[1]: p.suggest(_Corner(family, True)) for name, p in params}
+        assert spec.arch == {**arch_defaults()[family], **sampled}
+        assert {"momentum", "nesterov"} <= set(spec.optim) and spec.training["accelerator"] == "cpu"
+
+
+def test_an_old_spec_yaml_loads_with_the_defaults_it_trained_with():
+    from ape_nas.spec import SPEC_VERSION
+    from ape_nas.task import CardiacTask
+
+    spec = TrialSpec.from_yaml(OLD_SPEC_YAML)
+    assert spec.version == SPEC_VERSION
+    assert (spec.optim["momentum"], spec.optim["nesterov"]) == (0.9, True)  # the values once hard-coded for SGD
+    assert spec.training["accelerator"] == "cpu" and spec.training["max_epochs"] == 8
+    assert TrialSpec.from_dict(spec.to_dict()) == spec and spec.digest() == TrialSpec.from_yaml(spec.to_yaml()).digest()
+    group = CardiacTask(spec.to_dict(), in_channels=1, num_classes=2).configure_optimizers().param_groups[0]
+    assert (group["momentum"], group["nesterov"]) == (0.9, True)
+
+
+def test_a_spec_from_a_newer_version_is_refused():
+    from ape_nas.spec import SPEC_VERSION
+
+    data = TrialSpec.from_yaml(OLD_SPEC_YAML).to_dict() | {"version": SPEC_VERSION + 1}
+    with pytest.raises(ValueError, match=f"version {SPEC_VERSION + 1}"):
+        TrialSpec.from_dict(data)
 
 
 # ---- experiments -----------------------------------------------------------------------------------------------
@@ -240,11 +288,6 @@ def test_experiment_base_is_a_copy(exp_path):
 # ---- samplers and pruners --------------------------------------------------------------------------------------
 
 
-def test_config_and_backend_agree_on_names():
-    assert set(experiment_config.SAMPLERS) == set(optuna_backend.SAMPLERS)
-    assert set(experiment_config.PRUNERS) == set(optuna_backend.PRUNERS)
-
-
 @pytest.mark.parametrize("name", list(optuna_backend.SAMPLERS))
 def test_every_sampler_drives_a_space(name, tmp_path):
     overrides = [f"backend.sampler={name}", "backend.sampler_options={}"]
@@ -256,7 +299,7 @@ def test_every_sampler_drives_a_space(name, tmp_path):
     base = plan.experiment.base()
     for i in range(4):
         trial = study.ask()
-        spec = plan.space.sample(trial, base)
+        spec = plan.space.sample(trial, base, arch_defaults())
         _check_spec(spec, plan.space, base)
         study.tell(trial, 0.1 * i)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _common import needs_shared
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
@@ -18,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 STRESS = SHARED / "stress-predict"
 DRIVEDB = SHARED / "drivedb"
-needs_stress = pytest.mark.skipif(not STRESS.is_dir(), reason=f"shared data absent: {STRESS} (real recordings)")
-needs_drivedb = pytest.mark.skipif(not DRIVEDB.is_dir(), reason=f"shared data absent: {DRIVEDB} (real recordings)")
+needs_stress = needs_shared(STRESS)  # skipped when absent; fails in CI
+needs_drivedb = needs_shared(DRIVEDB)
 
 
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
@@ -109,6 +110,21 @@ def _folder_experiment(tmp_path: Path, data: Path) -> Path:
     path.write_text(exp)
     assert "benchmark: folder" in exp and str(data) in exp
     return path
+
+
+def test_reader_parameter_errors_name_where_they_were_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    data = tmp_path / "my-study"
+    _write_folder(data, subjects=2)
+    capsys.readouterr()
+    assert main(["data", "inspect", str(data), "--set", "channels=[eda]"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--set channels: unknown 'eda'; expected some of ecg")
+    exp = _folder_experiment(tmp_path, data)
+    text = exp.read_text().replace(f"params: {{path: {data}}}", f"params: {{path: {data}, channels: [eda]}}")
+    exp.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if "channels: [eda]" in row)
+    assert main(["sweep", str(exp), "--workdir", str(tmp_path / "w"), "--trials", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"my_study.yaml:{line}: data.params.channels: unknown 'eda'" in err and err.count("\n") == 1
 
 
 def test_prepare_caches_once_and_a_changed_file_rebuilds(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

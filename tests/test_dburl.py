@@ -66,7 +66,7 @@ def test_ray_backend_opens_its_study_on_postgresql(tmp_path):
     import optuna
 
     from ape_nas.backends.ray_backend import RayBackend
-    from ape_nas.config.experiment import load_experiment
+    from ape_nas.experiments import load_experiment
 
     name = f"ray_pg_{uuid.uuid4().hex[:10]}"
     exp = load_experiment(QUICKSTART, ["backend.name=ray", f"name={name}"])

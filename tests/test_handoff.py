@@ -162,6 +162,9 @@ def test_bundle_layout_checksums_and_no_pickles(exported: dict[str, Any]):
     assert prep["stride_samples"] == 640 and prep["bandpass_hz"] == [0.5, 40.0] and prep["normalize"] == "subject"
     assert prep["class_names"] == ["baseline", "stress"] and prep["quality"]["flat_s"] == 2.0
     assert prep["input"]["name"] == "x" and prep["input"]["shape"][:2] == ["batch", 1]
+    from ape_nas.data.filters import description  # the words come from the filter the windows went through
+
+    assert prep["steps"][1] == f"2. band-pass each sampled channel at its native rate: {description([0.5, 40.0])}"
 
 
 def test_onnx_graph_has_dynamic_batch_and_reports_its_time_axis_truthfully(exported: dict[str, Any]):
@@ -360,9 +363,9 @@ def test_a_rate_too_low_for_the_band_pass_is_an_error(
     exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     data = tmp_path / "low-rate"
-    _write_folder(data, ["S01"], decimate=2)  # 64 Hz: Nyquist 32 Hz < the 40 Hz band edge
+    _write_folder(data, ["S01"], decimate=2)  # 64 Hz: the 40 Hz band edge would be capped at 0.45 × 64 = 28.8 Hz
     capsys.readouterr()
-    _one_line_error(capsys, _predict(exported["bundle"], data, tmp_path / "p.csv"), "64 Hz", "at least 80 Hz")
+    _one_line_error(capsys, _predict(exported["bundle"], data, tmp_path / "p.csv"), "64 Hz", "at least 88.9 Hz")
 
 
 def test_an_empty_folder_is_an_error(exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -413,7 +416,8 @@ def test_onnx_export_of_every_family_keeps_a_dynamic_time_axis(tmp_path: Path):
     the exporter chain must still end with a graph that accepts other lengths and matches PyTorch."""
     import torch
 
-    from ape_nas.handoff.convert import Probabilities, check_lengths, export_onnx, ort_probs, ort_session
+    from ape_nas.handoff.convert import Probabilities, check_lengths, export_onnx
+    from ape_nas.handoff.onnx_session import ort_probs, ort_session
     from ape_nas.models import build_model
 
     x = np.random.default_rng(1).standard_normal((4, 1, 640)).astype(np.float32)
@@ -425,3 +429,222 @@ def test_onnx_export_of_every_family_keeps_a_dynamic_time_axis(tmp_path: Path):
         with torch.no_grad():
             assert np.abs(ort_probs(session, x) - model(torch.from_numpy(x)).numpy()).max() <= 1e-4
         assert check_lengths(lambda a, s=session: ort_probs(s, a), model, x)["dynamic_time"], info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# where the exported trial comes from, and the model card from fixed records
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_the_best_trial_comes_from_the_store_without_the_study_or_a_backend(exported: dict[str, Any], tmp_path: Path):
+    """The study's storage deleted: ``export EXPERIMENT`` still finds the best trial, from the sweep's parent run,
+    and imports neither ``sweep`` nor a backend."""
+    workdir = tmp_path / "w"
+    shutil.copytree(exported["workdir"], workdir, ignore=shutil.ignore_patterns("optuna.db*", "cache"))
+    script = (
+        "import sys\n"
+        "from ape_nas.handoff.source import resolve_source\n"
+        f"s = resolve_source({QUICKSTART!r}, workdir={str(workdir)!r}, overrides={SMALL_SETS!r})\n"
+        "print(s.run_id)\n"
+        "print(s.how)\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('ape_nas.sweep', 'ape_nas.backends', 'optuna', 'ray')))\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id, how = proc.stdout.splitlines()[-2:]
+    assert run_id == exported["info"]["source"]["run_id"]
+    assert how == exported["info"]["source"]["how"] and how.startswith("best trial ")
+
+
+def test_export_of_an_experiment_never_swept_here_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    rc = _cli(["export", QUICKSTART, "--out", str(tmp_path / "b"), "--workdir", str(tmp_path / "w"), *SMALL])
+    _one_line_error(capsys, rc, "no sweep of experiment 'quickstart'", "--tracking-uri")
+    assert not (tmp_path / "b").exists()
+
+
+def _card_records() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """bundle.json, preprocessing.json and metrics.json of a small two-class bundle (fixed values)."""
+
+    def scores(windows: int, counts: list[int], f1: float, cm: list[list[int]]) -> dict[str, Any]:
+        return {
+            "f1_macro": f1,
+            "balanced_accuracy": 0.75,
+            "auroc": None if 0 in counts else 0.8,
+            "windows": windows,
+            "accuracy": 0.7,
+            "counts": counts,
+            "confusion": cm,
+        }
+
+    lengths = {"641": {"runs": True, "max_abs_diff": 2e-8, "ok": True}, "2560": {"runs": False, "ok": False}}
+    lat = {
+        "1_thread": {"median_ms": 0.5, "p90_ms": 0.75, "runs": 50},
+        "default_threads": {"median_ms": 0.25, "p90_ms": 0.5, "runs": 50},
+        "cpu": "Test CPU",
+    }
+    info = {
+        "title": "cnn1d · baseline/stress from ecg (demo, trial 3)",
+        "created": "2024-01-02T03:04:05Z",
+        "source": {
+            "run_id": "a" * 32,
+            "how": "MLflow run " + "a" * 32,
+            "tracking_uri": "sqlite:///m.db",
+            "git_commit": "0123abc",
+            "fold": 0,
+            "folds": 3,
+            "checkpoint_artifact": "checkpoints/fold0/model.pt",
+        },
+        "spec": {
+            "model": "cnn1d",
+            "arch": {"depth": 2, "width": 8},
+            "seed": 5,
+            "training": {"metric": "f1_macro", "max_epochs": 4},
+            "protocol": {"kind": "kfold", "seed": 1},
+            "data": {"benchmark": "stress_predict", "params": {"path": "/data"}},
+        },
+        "spec_digest": "0" * 16,
+        "data_fingerprint": "f" * 20,
+        "best_epoch": 2,
+        "versions": {"onnxruntime": "1.0"},
+    }
+    prep = {
+        "class_names": ["baseline", "stress"],
+        "channels": ["ecg"],
+        "rate_hz": 128.0,
+        "bandpass_hz": [0.5, 40.0],
+        "normalize": "subject",
+        "window_s": 10.0,
+        "stride_s": 5.0,
+        "window_samples": 1280,
+        "label_purity": 0.8,
+        "min_rate_hz": {"ecg": {"hz": 80.0, "why": "band"}},
+        "input": {"name": "x", "shape": ["batch", 1, 1280], "accepts_other_lengths": False},
+        "output": {"name": "probabilities"},
+    }
+    metrics = {
+        "split": {"train": ["S1", "S2"], "val": ["S3"], "test": ["S4", "S5"]},
+        "windows_per_subject": {"S1": 10, "S2": 12, "S3": 8, "S4": 6, "S5": 4},
+        "validation": {
+            "per_subject": {"S3": scores(8, [4, 4], 0.5, [[2, 2], [2, 2]])},
+            "pooled": scores(8, [4, 4], 0.5, [[2, 2], [2, 2]]),
+        },
+        "test": {
+            "per_subject": {
+                "S4": scores(6, [6, 0], 0.25, [[6, 0], [0, 0]]),
+                "S5": scores(4, [0, 4], 0.5, [[0, 0], [4, 0]]),
+            },
+            "pooled": scores(10, [6, 4], 0.375, [[6, 0], [4, 0]]),
+        },
+        "hrv_baseline": {
+            "val": {"f1_macro": 0.4, "balanced_accuracy": 0.5, "auroc": 0.6},
+            "test": {"f1_macro": 0.5, "balanced_accuracy": 0.5, "auroc": 0.5},
+        },
+        "checks": {
+            "onnx_export": {
+                "exporter": "legacy",
+                "opset": 18,
+                "attempts": [{"exporter": "dynamo", "ok": False, "error": "E: x"}, {"exporter": "legacy", "ok": True}],
+            },
+            "parity_windows": 10,
+            "parity_subjects": ["S4", "S5"],
+            "onnx_parity_max_abs": 1.5e-7,
+            "parity_tolerance": 1e-4,
+            "torchscript_parity_max_abs": 0.0,
+            "onnx_other_lengths": {"lengths": lengths},
+            "recomputed_vs_logged_test": {"f1_macro": {"recomputed": 0.375, "logged": 0.37501}},
+        },
+        "latency_ms": lat,
+        "parameters": 12345,
+    }
+    return info, prep, metrics
+
+
+def test_the_model_card_renders_its_template_from_the_records():
+    from ape_nas.handoff.card import render_card
+
+    info, prep, metrics = _card_records()
+    card = render_card(info, prep, metrics)
+    lines = card.splitlines()
+    expected = [
+        "# Model card: cnn1d · baseline/stress from ecg (demo, trial 3)",
+        f"Exported 2024-01-02T03:04:05Z from MLflow run `{'a' * 32}` (MLflow run {'a' * 32}; tracking URI "
+        f"`sqlite:///m.db`). Spec digest `{'0' * 16}`, data fingerprint `{'f' * 20}`, code commit `0123abc`.",
+        "| model family | `cnn1d` (depth=2, width=8) |",
+        "| parameters | 12,345 |",
+        "| task | 2-class window classification: baseline, stress |",
+        "| input | `x` float32 ['batch', 1, 1280] = (batch, channels ecg, time); 10 s windows at 128 Hz = 1280 "
+        "samples |",
+        "| trained | best epoch 2 of at most 4, selected on validation f1_macro; seed 5 |",
+        "- Data set: `stress_predict` with parameters `{'path': '/data'}`.",
+        "- train subjects (2, 22 windows): S1 (10), S2 (12)",
+        "- test subjects (2, 10 windows): S4 (6), S5 (4)",
+        "**Multi-fold trial (3 folds): this bundle holds the fold-0 model only** (`checkpoints/fold0/model.pt`). "
+        "The trial's search score averaged all folds; the numbers below are fold 0's.",
+        "| subject | windows | baseline windows | stress windows | F1 macro | balanced acc. | AUROC | accuracy |",
+        "| S4 | 6 | 6 | 0 | 0.250 | 0.750 | n/a | 0.700 |",
+        "| **pooled** | 10 | 6 | 4 | 0.375 | 0.750 | 0.800 | 0.700 |",
+        "Spread over test subjects: F1 macro 0.250–0.500, balanced accuracy 0.750–0.750. With 2 test subject(s) "
+        "these estimates are uncertain; expect other people to fall outside this range.",
+        "Check against the values logged by the trial (pooled test windows): f1_macro 0.3750 (logged 0.3750).",
+        "| stress | 4 (100 %) | 0 (0 %) |",
+        "**Warning: on the test subjects the model never predicts stress** — it has not learnt to separate the "
+        "classes there.",
+        "| | f1_macro | balanced_accuracy | auroc |",
+        "| HRV baseline, test | 0.500 | 0.500 | 0.500 |",
+        "On f1_macro the model beats the baseline on the validation subjects and **does not beat** it on the test "
+        "subjects. A product could use the cheaper HRV model instead.",
+        "- Other window lengths: **the ONNX graph has a fixed time axis of 1280 samples** (feed exactly that); tried "
+        "641 samples (ok, 2.0e-08), 2560 samples (failed). The model was trained and validated only on 1280-sample "
+        "windows: other lengths run, but their accuracy is unknown.",
+        "- Latency (onnxruntime 1.0, CPU `Test CPU`, batch 1, one window of 1280 samples): median 0.500 ms on 1 "
+        "thread, 0.250 ms with default threads (median of 50 runs; p90 0.750 ms / 0.500 ms). Preprocessing time is "
+        "not included.",
+        "- Parameters: 12,345. Exporter attempts: dynamo: E: x; legacy: ok.",
+        "- **Subject-independent, small sample.** Trained on 2 subjects, selected on 1, tested on 2. The test numbers "
+        "are the only unbiased estimate, and they rest on few people.",
+        "- **Data it was trained on.** Only recordings of `stress_predict`: other populations, sensors, placements, "
+        "protocols and stressors are untested.",
+        "- **Other sample rates.** Recordings are band-passed and resampled to the model's rate; rates below ecg 80 "
+        "Hz are refused. Only the training data's native rate was tested.",
+    ]
+    for line in expected:
+        assert line in lines, line
+    headings = [line for line in lines if line.startswith("#")]
+    assert headings == [
+        "# Model card: cnn1d · baseline/stress from ecg (demo, trial 3)",
+        "## Intended use",
+        "## Data and subjects",
+        "## Protocol",
+        "## Results",
+        "### Validation subjects (used to select the model: optimistic)",
+        "### Test subjects (held out)",
+        "### Confusion matrix (test subjects, windows; rows: true class)",
+        "### Comparison with the HRV baseline",
+        "## Export checks",
+        "## Known limitations",
+        "## Files",
+    ]
+    assert "$" not in card and card.endswith("stays in MLflow).\n") and "\n\n\n" not in card
+    # without a baseline, a fold or a commit, those parts say so or disappear
+    info["source"].update(fold=None, git_commit=None)
+    metrics["hrv_baseline"] = {}
+    card = render_card(info, prep, metrics)
+    assert "Multi-fold" not in card and "code commit" not in card and "\n\n\n" not in card
+    assert "No HRV baseline was recorded for this sweep" in card
+
+
+def test_a_parity_gap_above_the_tolerance_stops_the_export():
+    import torch
+
+    from ape_nas.errors import UserError
+    from ape_nas.handoff.convert import Probabilities, check_parity, torch_probs
+
+    model = Probabilities(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))).eval()
+    x = np.random.default_rng(2).standard_normal((5, 1, 64)).astype(np.float32)
+    expected = torch_probs(model, x)
+    with pytest.raises(UserError, match=r"ONNX parity check failed: .* up to 1\.00e-03 on the 5 test windows"):
+        check_parity(lambda a: torch_probs(model, a) + 1e-3, model, x, expected, "ONNX", "onnxruntime and PyTorch")
+    parity, lengths = check_parity(lambda a: torch_probs(model, a) + 1e-6, model, x, expected, "ONNX", "a and b")
+    assert parity == pytest.approx(1e-6, rel=0.1)  # float32 rounding of p + 1e-6
+    assert not lengths["dynamic_time"]  # a linear layer fixes the window length

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _common import ROOT, set_args
+from _common import ROOT, needs_shared, set_args
 from mlflow.tracking import MlflowClient
 
 from ape_nas.cli import main
@@ -18,9 +18,7 @@ SHARED = ROOT.parent / "shared" / "data" / "stress-predict"
 EXPERIMENT = str(ROOT / "experiments" / "stress_predict.yaml")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not (SHARED / "Raw_data").is_dir(), reason=f"Stress-Predict data not found at {SHARED} (shared data absent)"
-    ),
+    needs_shared(SHARED / "Raw_data"),  # skipped when absent; fails in CI
 ]
 # 12 of the 28 subjects, one short trial: the mechanics, not a result (README has the full sweep's numbers)
 SUBJECTS = [f"S{n:02d}" for n in (2, 3, 5, 6, 7, 9, 10, 12, 14, 16, 18, 20)]

@@ -1,4 +1,5 @@
-"""HRV baseline (ape_nas.hrv): beat detection, interval cleaning, window features, linear model and metrics."""
+"""HRV baseline (ape_nas.hrv, ape_nas.baseline): beat detection, interval cleaning, window features, linear model
+and metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from ape_nas import hrv
+from ape_nas import baseline, hrv
 from ape_nas import metrics as metric_defs
 from ape_nas.data.synthetic import generate
 from ape_nas.data.types import SubjectRecording
@@ -343,7 +344,7 @@ def test_baseline_beats_chance_subject_independent(window_s: float) -> None:
     scores = []
     for fold in range(3):  # 3-fold cross-validation over subjects (4 held-out subjects per fold)
         test = np.isin(groups, np.arange(fold, 12, 3))
-        res = hrv.fit_evaluate(X[~test], y[~test], {"test": (X[test], y[test])}, 2, seed=0)["test"]
+        res = baseline.fit_evaluate(X[~test], y[~test], {"test": (X[test], y[test])}, 2, seed=0)["test"]
         assert res["n"] == test.sum() and res["n_nan"] == 0
         assert res["n_features"] == (11 if window_s >= 50 else 7)
         scores.append([res["f1_macro"], res["balanced_accuracy"], res["auroc"]])
@@ -361,8 +362,8 @@ def test_fit_evaluate_nan_handling_and_determinism() -> None:
     X[::10, :3] = np.nan  # all-NaN rows: dropped from training, imputed at evaluation
     X[5, 1] = np.nan  # partially NaN row
     evals = {"val": (X[:100], y[:100]), "test": (X[100:], y[100:]), "empty": (X[:0], y[:0])}
-    a = hrv.fit_evaluate(X[100:], y[100:], evals, 3, seed=1)
-    b = hrv.fit_evaluate(X[100:], y[100:], evals, 3, seed=1)
+    a = baseline.fit_evaluate(X[100:], y[100:], evals, 3, seed=1)
+    b = baseline.fit_evaluate(X[100:], y[100:], evals, 3, seed=1)
     assert a == b
     assert set(a["val"]) >= {"f1_macro", "balanced_accuracy", "auroc", "n", "n_nan"}
     # n_nan counts windows with a NaN among the features used (column 3 is dropped): rows 0, 10, …, 90 and 5
@@ -371,7 +372,7 @@ def test_fit_evaluate_nan_handling_and_determinism() -> None:
     assert a["val"]["balanced_accuracy"] > 0.5  # 3 classes: chance 1/3
     assert all(np.isfinite(v) for m in a.values() for v in m.values())
     # a single training class is predicted for everything
-    one = hrv.fit_evaluate(X[y == 0], y[y == 0], {"val": (X[:100], y[:100])}, 3, seed=0)["val"]
+    one = baseline.fit_evaluate(X[y == 0], y[y == 0], {"val": (X[:100], y[:100])}, 3, seed=0)["val"]
     assert np.isclose(one["balanced_accuracy"], 1.0 / 3.0)
 
 
@@ -415,12 +416,12 @@ def test_sweep_summary_compares_the_best_model_with_both_baselines(
 ) -> None:
     from types import SimpleNamespace
 
-    from ape_nas.cli import _baseline_comparison
+    from ape_nas.commands.sweep import baseline_comparison
 
     baseline = SimpleNamespace(
         val={"f1_macro": 0.52}, test={"f1_macro": 0.48}, subject_normalised={"val": {"f1_macro": 0.80}}
     )
-    line = _baseline_comparison(baseline, best, "f1_macro", direction)
+    line = baseline_comparison(baseline, best, "f1_macro", direction)
     assert f"best deep model {plain_verdict} it" in line
     assert "reaches val 0.8000" in line
     assert ("ahead of the best deep model" in line) is ahead

@@ -238,3 +238,105 @@ def test_tiny_overfit(name):
     with torch.no_grad():
         accuracy = (net(x).argmax(dim=1) == y).float().mean().item()
     assert accuracy > 0.9
+
+
+# ---- the LightningModule built from a TrialSpec ----------------------------------------------------------------
+
+
+def _task_spec(**optim: object) -> dict:
+    from ape_nas.spec import TrialSpec
+
+    optim = {"lr": 1e-2, "batch_size": 4, "optimizer": "adamw", "weight_decay": 0.0, **optim}
+    arch = {"depth": 2, "width": 4}
+    spec = TrialSpec(model="cnn1d", arch=arch, optim=optim, data={}, protocol={}, training={}, seed=0)
+    return spec.to_dict()
+
+
+def test_train_loss_is_the_mean_over_the_same_epochs_batches():
+    """Lightning validates before ``on_train_epoch_end``: the epoch's metrics must carry this epoch's loss."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ape_nas.task import CardiacTask
+
+    class Record(Callback):
+        def __init__(self) -> None:
+            self.batches: dict[int, list[tuple[float, int]]] = {}
+            self.logged: dict[int, float] = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.batches.setdefault(trainer.current_epoch, []).append((float(outputs["loss"]), len(batch[1])))
+
+        def on_validation_end(self, trainer, pl_module):
+            self.logged[trainer.current_epoch] = float(trainer.callback_metrics["train_loss"])
+
+    x, y = _frequency_task(n=12)
+    data = DataLoader(TensorDataset(x, y), batch_size=5, shuffle=False)  # batches of 5, 5, 2: weights matter
+    record = Record()
+    trainer = L.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[record],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(CardiacTask(_task_spec(), in_channels=1, num_classes=2), data, data)
+    assert sorted(record.logged) == [0, 1, 2]
+    for epoch, batches in record.batches.items():
+        expected = sum(loss * n for loss, n in batches) / sum(n for _, n in batches)
+        assert record.logged[epoch] == pytest.approx(expected, rel=1e-5), f"epoch {epoch}"
+    assert record.logged[0] != pytest.approx(record.logged[2], rel=1e-3), "the loss moves, so a lag would show"
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.5, False), (0.9, True)])
+def test_sgd_momentum_and_nesterov_come_from_the_spec(momentum, nesterov):
+    from ape_nas.task import CardiacTask
+
+    spec = _task_spec(optimizer="sgd", momentum=momentum, nesterov=nesterov)
+    group = CardiacTask(spec, in_channels=1, num_classes=2).configure_optimizers().param_groups[0]
+    assert (group["momentum"], group["nesterov"]) == (momentum, nesterov)
+
+
+def test_the_metric_collection_has_every_class_metric():
+    from ape_nas.metrics import CLASS_METRICS
+    from ape_nas.task import make_metrics
+
+    assert set(make_metrics(2)) == set(CLASS_METRICS)
+
+
+def _small_trial_spec(**training: object):
+    from _common import QUICKSTART, SMALL_SETS
+
+    from ape_nas.experiments import load_experiment
+    from ape_nas.spec import TrialSpec
+
+    base = load_experiment(QUICKSTART, [*SMALL_SETS, "training.max_epochs=2"]).base()
+    base["training"].update(training)
+    arch = {**get_family("cnn1d").arch_defaults, "depth": 2, "width": 4}
+    return TrialSpec.from_dict({"model": "cnn1d", "arch": arch, "optim": {"lr": 3e-3}, **base})
+
+
+def test_run_trial_logs_train_loss_for_every_validated_epoch():
+    from ape_nas.objective import run_trial
+    from ape_nas.reporting import MemoryTracker
+
+    tracker = MemoryTracker()
+    result = run_trial(_small_trial_spec(patience=5), tracker=tracker)
+    steps = {key: [s for k, _, s in tracker.metrics if k == key] for key in ("train_loss", "val_f1_macro")}
+    assert steps["train_loss"] == steps["val_f1_macro"] == [0, 1]
+    assert [h["epoch"] for h in result.history] == [0, 1] and all("train_loss" in h for h in result.history)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: 'gpu' would train on it")
+def test_a_gpu_accelerator_without_a_gpu_is_one_user_error():
+    from ape_nas.objective import run_trial
+
+    with pytest.raises(UserError, match=r"training\.accelerator is gpu") as err:
+        run_trial(_small_trial_spec(accelerator="gpu"))
+    assert "\n" not in str(err.value)
+
+
+def test_the_accelerator_is_the_specs_alone():
+    from ape_nas.objective import run_trial, train_final
+
+    assert "accelerator" not in inspect.signature(run_trial).parameters
+    assert "accelerator" not in inspect.signature(train_final).parameters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ape_nas.data.readers import dreamer
 from ape_nas.data.readers.dreamer import CLIP_GAP_S, load
 from ape_nas.data.types import UNLABELLED
 from ape_nas.data.windows import window_subject
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 RATE = 256
 VALENCE = [[4, 2, 5], [1, 3, 3], [5, 5, 1]]  # per subject, per clip
@@ -167,7 +168,7 @@ def test_no_window_straddles_two_clips(mat: Path):
 
 
 def test_missing_and_unreadable_files(tmp_path: Path):
-    with pytest.raises(UserError, match="path is required"):
+    with pytest.raises(KeyedError, match=r"^data\.params\.path: required: DREAMER\.mat or the folder holding it"):
         load()
     with pytest.raises(UserError, match=r"DREAMER\.mat not found"):
         load(path=str(tmp_path))
@@ -242,12 +243,20 @@ def test_subject_without_samples_is_skipped(tmp_path: Path):
     assert data.subject_ids() == ["S01"] and "S02" in data.skipped
 
 
-def test_bad_params(mat: Path):
-    with pytest.raises(UserError, match="target must be one of valence, arousal, dominance"):
-        load(path=str(mat), target="liking")
-    with pytest.raises(UserError, match=r"unknown channel\(s\) 'ecg3'"):
-        load(path=str(mat), channels=["ecg3"])
-    with pytest.raises(UserError, match="threshold must be a number"):
-        load(path=str(mat), threshold="3")
-    with pytest.raises(UserError, match="use_baseline must be true or false"):
-        load(path=str(mat), use_baseline="yes")
+@pytest.mark.parametrize(
+    ("bad", "key", "problem"),
+    [
+        ({"target": "liking"}, "target", "expected one of valence, arousal, dominance, got 'liking'"),
+        ({"channels": ["ecg3"]}, "channels", "unknown 'ecg3'; expected some of ecg, ecg2"),
+        ({"channels": ["ecg", "ecg"]}, "channels", "lists a name twice"),
+        ({"require_labels": "no"}, "require_labels", "expected true or false, got 'no'"),
+        ({"threshold": "3"}, "threshold", "expected a number, got '3'"),
+        ({"threshold": float("nan")}, "threshold", "expected a finite number, got nan"),
+        ({"threshold": True}, "threshold", "expected a number, got true"),
+        ({"use_baseline": "yes"}, "use_baseline", "expected true or false, got 'yes'"),
+    ],
+)
+def test_bad_params(mat: Path, bad: dict, key: str, problem: str):
+    with pytest.raises(KeyedError, match=re.escape(f"data.params.{key}: {problem}")) as err:
+        load(path=str(mat), **bad)
+    assert err.value.keys == [("data", "params", key)]

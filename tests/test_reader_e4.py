@@ -10,7 +10,7 @@ import pytest
 
 from ape_nas.data.readers import e4
 from ape_nas.data.types import UNLABELLED
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 T0 = 1644226061  # 2022-02-07 09:27:41 UTC
 
@@ -314,14 +314,27 @@ def test_loader_corrupt_file_stops(sessions: Path):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"channels": "bvp"}, r"e4: channels must be a non-empty list of some of bvp, hr, .*, got 'bvp'"),
-        ({"channels": []}, r"e4: channels must be a non-empty list"),
-        ({"channels": ["bvp", "ppg"]}, r"e4: channels: unknown 'ppg'; expected some of bvp, hr"),
-        ({"label_rate": 0}, r"e4: label_rate 0 is not a positive number of Hz"),
-        ({"class_names": "ab"}, r"e4: class_names must be a non-empty list of names, got 'ab'"),
-        ({"path": 3}, r"e4: path must be a string, got 3"),
+        ({"channels": "bvp"}, r"data\.params\.channels: expected a list, got 'bvp'"),
+        ({"channels": []}, r"data\.params\.channels: expected a non-empty list of some of bvp, hr"),
+        ({"channels": ["bvp", "ppg"]}, r"data\.params\.channels: unknown 'ppg'; expected some of bvp, hr"),
+        ({"channels": ["bvp", 3]}, r"data\.params\.channels: expected names \(strings\), got \['bvp', 3\]"),
+        ({"label_rate": 0}, r"data\.params\.label_rate: expected a positive number, got 0"),
+        ({"label_rate": float("inf")}, r"data\.params\.label_rate: expected a positive number, got inf"),
+        ({"label_rate": True}, r"data\.params\.label_rate: expected a number, got true"),
+        ({"class_names": "ab"}, r"data\.params\.class_names: expected a list, got 'ab'"),
+        ({"class_names": ["a", "a"]}, r"data\.params\.class_names: lists a name twice"),
+        ({"labels": 5}, r"data\.params\.labels: expected a path \(a string\), got 5"),
+        ({"path": 3}, r"data\.params\.path: expected a path \(a string\), got 3"),
+        ({"require_labels": 1}, r"data\.params\.require_labels: expected true or false, got 1"),
     ],
 )
 def test_loader_bad_params(sessions: Path, params: dict, message: str):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(KeyedError, match=message):
         e4.e4(**{"path": str(sessions), **params})
+
+
+def test_loader_accepts_tuples_and_paths(sessions: Path):
+    """The Python API's spellings (tuples, Path objects) are accepted like the YAML lists and strings."""
+    write(sessions / "labels.csv", "subject,start,end,label\nA1,0,60,stress\nB2,0,60,calm\nC3,0,60,calm\n")
+    data = e4.e4(path=sessions, channels=("hr",), labels=sessions / "labels.csv", label_rate=1)
+    assert data.params["channels"] == ["hr"] and data.params["label_rate"] == 1.0

@@ -9,7 +9,7 @@ import pytest
 
 from ape_nas.data.readers import folder
 from ape_nas.data.types import UNLABELLED
-from ape_nas.errors import ConfigError, UserError
+from ape_nas.errors import ConfigError, KeyedError, UserError
 
 START = 1714642200  # 2024-05-02T09:30:00Z
 
@@ -83,8 +83,12 @@ def test_load_documented_example(study: Path):
 def test_channel_subset(study: Path):
     data = folder.load(path=str(study), channels=["ibi", "ecg"])
     assert data.channels() == ["ecg", "ibi"] and data.params["channels"] == ["ibi", "ecg"]
-    with pytest.raises(UserError, match=r"folder: channels: unknown 'eda'; expected some of ecg, bvp, ibi"):
+    with pytest.raises(KeyedError, match=r"data\.params\.channels: unknown 'eda'; expected some of ecg, bvp, ibi"):
         folder.load(path=str(study), channels=["eda"])
+    with pytest.raises(KeyedError, match=r"data\.params\.channels: expected a list, got 'ecg'"):
+        folder.load(path=str(study), channels="ecg")
+    with pytest.raises(KeyedError, match=r"data\.params\.require_labels: expected true or false, got 'no'"):
+        folder.load(path=str(study), require_labels="no")
 
 
 def test_no_start_time_needs_relative_labels(study: Path):

@@ -1,22 +1,24 @@
-"""The ``stress-predict`` benchmark: real facts on ../shared/data (skipped when absent) + generated layouts."""
+"""The ``stress-predict`` benchmark: real facts on ../shared/data (skipped when absent, failed in CI) + generated
+layouts (the time log as the authors' spreadsheet, as a converted csv, both, or neither)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _common
 import numpy as np
 import pytest
+from _stress_download import write_time_logs_xlsx
 
-from ape_nas.data.readers import e4, stress_predict
+from ape_nas.data.readers import e4, stress_predict, time_logs
 from ape_nas.data.types import UNLABELLED
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "stress-predict"
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "Raw_data").is_dir(), reason=f"Stress-Predict data not found at {SHARED} (shared data absent)"
-)
+needs_shared = _common.needs_shared(SHARED / "Raw_data")  # skipped when absent; fails in CI
 
 # the two header rows of the real Time_logs.csv, unchanged (spelling included)
 HEADER = (
@@ -69,7 +71,7 @@ def layout(tmp_path: Path) -> Path:
     (root / "Raw_data" / "S03" / "BVP.csv").unlink()
     write_e4(root / "Raw_data" / "S04", T0_S02 + 3 * 7200)
     (root / "Processed_data").mkdir()
-    (root / stress_predict.TIME_LOGS).write_text(HEADER + ROW_S01 + ROW_S02)
+    (root / stress_predict.TIME_LOGS_CSV).write_text(HEADER + ROW_S01 + ROW_S02)
     first = int(T0_S02) + 9
     rows = [f"2,70.0,12.0,{first + i},{int(120 <= i < 240)}" for i in range(600)]
     (root / stress_predict.BINARY_FILE).write_text("Participant,HR,respr,Time(sec),Label\n" + "\n".join(rows) + "\n")
@@ -80,7 +82,7 @@ def layout(tmp_path: Path) -> Path:
 
 
 def test_time_logs_quirks(layout: Path):
-    logs = stress_predict.read_time_logs(layout / stress_predict.TIME_LOGS)
+    logs = stress_predict.read_time_logs(layout / stress_predict.TIME_LOGS_CSV)
     s1 = logs["S01"]
     assert (s1.line, s1.date, s1.day, s1.session_id) == (3, "2022-02-07", "Day 1", "1445405")
     by_column = {p.column: p for p in s1.phases}
@@ -113,7 +115,7 @@ def test_binary_from_authors_file_and_time_logs(layout: Path):
     assert s2.label_offset == 9.0 and len(s2.labels) == 600 and (s2.labels[120:240] == 1).all()
     assert s1.offsets == {"bvp": 0.0, "hr": 10.0} and s1.t0 == T0_S01
     assert s1.meta["tags"].tolist() == [60.0] and s1.meta["phases"][2] == ("Stroop Test", "stroop", 0.0, 120.0)
-    assert str(layout / stress_predict.TIME_LOGS) in data.sources
+    assert str(layout / stress_predict.TIME_LOGS_CSV) in data.sources
     assert str(layout / stress_predict.BINARY_FILE) in data.sources
     assert str(layout / "Raw_data" / "S04" / "IBI.csv") in data.sources  # read, then skipped
 
@@ -132,21 +134,26 @@ def test_phases_task(layout: Path):
 def test_subjects_param(layout: Path):
     data = stress_predict.load(path=str(layout), subjects=["S02"], channels=["bvp"])
     assert data.subject_ids() == ["S02"] and data.skipped == {} and data.params["subjects"] == ["S02"]
-    with pytest.raises(UserError, match=r"stress-predict: subjects: unknown 'S29'; expected some of S01, S02, S03"):
+    with pytest.raises(KeyedError, match=r"data\.params\.subjects: unknown 'S29'; expected some of S01, S02, S03"):
         stress_predict.load(path=str(layout), subjects=["S29"])
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"task": "arousal"}, r"stress-predict: unknown task 'arousal'; expected one of binary, phases"),
-        ({"channels": ["ecg"]}, r"stress-predict: channels: unknown 'ecg'; expected some of bvp, hr, ibi"),
-        ({"subjects": "S01"}, r"stress-predict: subjects must be a non-empty list"),
+        ({"task": "arousal"}, r"data\.params\.task: expected one of binary, phases, got 'arousal'"),
+        ({"channels": ["ecg"]}, r"data\.params\.channels: unknown 'ecg'; expected some of bvp, hr, ibi"),
+        ({"channels": []}, r"data\.params\.channels: expected a non-empty list of some of bvp, hr, ibi"),
+        ({"channels": ["bvp", "bvp"]}, r"data\.params\.channels: lists a name twice"),
+        ({"subjects": "S01"}, r"data\.params\.subjects: expected a list, got 'S01'"),
+        ({"require_labels": "yes"}, r"data\.params\.require_labels: expected true or false, got 'yes'"),
+        ({"path": 3}, r"data\.params\.path: expected a path \(a string\), got 3"),
     ],
 )
 def test_bad_params(layout: Path, params: dict, message: str):
-    with pytest.raises(UserError, match=message):
-        stress_predict.load(path=str(layout), **params)
+    with pytest.raises(KeyedError, match=message) as info:
+        stress_predict.load(**{"path": str(layout), **params})
+    assert info.value.keys[0][:2] == ("data", "params")  # the sweep places it at the experiment's file:line
 
 
 def test_wrong_path(tmp_path: Path):
@@ -162,8 +169,8 @@ def test_missing_processed_files(layout: Path):
     (layout / stress_predict.BINARY_FILE).unlink()
     with pytest.raises(UserError, match=r"Improved_All_Combined_hr_rsp_binary\.csv: file not found"):
         stress_predict.load(path=str(layout))
-    (layout / stress_predict.TIME_LOGS).unlink()
-    with pytest.raises(UserError, match=r"Time_logs\.csv: file not found; expected the Stress-Predict phase time log"):
+    (layout / stress_predict.TIME_LOGS_CSV).unlink()
+    with pytest.raises(UserError, match=r"Time_logs\.xlsx: file not found; expected the Stress-Predict phase time log"):
         stress_predict.load(path=str(layout), task="phases")
 
 
@@ -185,13 +192,113 @@ def test_missing_processed_files(layout: Path):
     ],
 )
 def test_bad_time_logs(layout: Path, old: str, new: str, message: str):
-    p = layout / stress_predict.TIME_LOGS
+    p = layout / stress_predict.TIME_LOGS_CSV
     text = p.read_text()
     assert old in text
     p.write_text(text.replace(old, new, 1))
     with pytest.raises(UserError, match=message) as info:
         stress_predict.read_time_logs(p)
     assert "\n" not in str(info.value)
+
+
+# ---- the time log as the authors' spreadsheet (Time_logs.xlsx) ----------------------------------------------------
+
+
+def _as_xlsx(layout: Path, text: str | None = None) -> Path:
+    return write_time_logs_xlsx(layout / stress_predict.TIME_LOGS, text or HEADER + ROW_S01 + ROW_S02)
+
+
+def test_xlsx_reads_like_the_csv(layout: Path):
+    xlsx = _as_xlsx(layout)
+    assert stress_predict.read_time_logs(xlsx) == stress_predict.read_time_logs(layout / stress_predict.TIME_LOGS_CSV)
+
+
+@pytest.mark.parametrize("task", ["binary", "phases"])
+def test_xlsx_only_layout_gives_the_same_labels(layout: Path, task: str):
+    with pytest.warns(UserWarning):
+        from_csv = stress_predict.load(path=str(layout), task=task)
+    _as_xlsx(layout)
+    (layout / stress_predict.TIME_LOGS_CSV).unlink()
+    with pytest.warns(UserWarning):
+        from_xlsx = stress_predict.load(path=str(layout), task=task)
+    assert from_xlsx.subject_ids() == from_csv.subject_ids() == ["S01", "S02"]
+    for a, b in zip(from_csv.subjects, from_xlsx.subjects, strict=True):
+        assert np.array_equal(a.labels, b.labels) and a.label_offset == b.label_offset
+        assert a.meta["phases"] == b.meta["phases"]
+    assert from_xlsx.subjects[0].meta["label_source"] == "Time_logs.xlsx"
+    assert str(layout / stress_predict.TIME_LOGS) in from_xlsx.sources
+    assert not any(src.endswith("Time_logs.csv") for src in from_xlsx.sources)
+
+
+def test_csv_beside_the_xlsx_must_agree(layout: Path):
+    _as_xlsx(layout)
+    with pytest.warns(UserWarning):
+        both = stress_predict.load(path=str(layout))
+    assert str(layout / stress_predict.TIME_LOGS_CSV) in both.sources  # both read: an edit of either shows
+    assert both.subjects[0].meta["label_source"] == "Time_logs.xlsx"
+    _as_xlsx(layout, HEADER + ROW_S01 + ROW_S02.replace(",09:03:00,09:05:00,", ",09:03:00,09:06:00,", 1))
+    with pytest.raises(UserError, match=r"Time_logs\.csv: disagrees with Time_logs\.xlsx \(S02: phase 'Stroop Test'"):
+        stress_predict.load(path=str(layout))
+    _as_xlsx(layout, HEADER + ROW_S01)
+    with pytest.raises(UserError, match=r"Time_logs\.csv: disagrees .*only in the second: \['S02'\]"):
+        stress_predict.load(path=str(layout))
+
+
+def test_binary_task_needs_no_time_log(layout: Path, recwarn: pytest.WarningsRecorder):
+    (layout / stress_predict.TIME_LOGS_CSV).unlink()
+    data = stress_predict.load(path=str(layout), subjects=["S02"])  # labelled by the authors' per-second file
+    assert not recwarn.list and data.skipped == {}
+    assert data.subjects[0].meta["label_source"] == "Improved_All_Combined_hr_rsp_binary.csv"
+    assert "date" not in data.subjects[0].meta  # the time log's facts are simply absent
+    with pytest.warns(UserWarning, match="skipping subject S01"):
+        data = stress_predict.load(path=str(layout), subjects=["S01", "S02"])
+    assert data.subject_ids() == ["S02"]
+    assert data.skipped["S01"] == (
+        "no labelled data: no rows in Improved_All_Combined_hr_rsp_binary.csv and "
+        "no time log (Processed_data/Time_logs.xlsx or Time_logs.csv)"
+    )
+    unlabelled = stress_predict.load(path=str(layout), subjects=["S01", "S02"], require_labels=False)
+    assert [r.is_labelled() for r in unlabelled.subjects] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("S02,09:00:00", "S02,9h00", r"Time_logs\.xlsx:4: Start Time: '9h00' is not a clock time; expected HH:MM:SS"),
+        (",09:03:00,09:05:00,", ",09:03:00,09:75:00,", r"Time_logs\.xlsx:4: Stroop Test End: '09:75:00' is not a"),
+        ("Day 1,2022-02-07 00:00:00\n", "Day 1,07/02/2022\n", r"Time_logs\.xlsx:3: Date '07/02/2022' is not a date"),
+    ],
+)
+def test_bad_xlsx_cells_name_the_row(layout: Path, old: str, new: str, message: str):
+    text = HEADER + ROW_S01 + ROW_S02
+    assert old in text
+    p = _as_xlsx(layout, text.replace(old, new, 1))
+    with pytest.raises(UserError, match=message):
+        stress_predict.read_time_logs(p)
+
+
+def test_unreadable_xlsx(layout: Path):
+    p = layout / stress_predict.TIME_LOGS
+    p.write_text("S. ID.,Start Time\n")  # a csv saved under the spreadsheet's name
+    with pytest.raises(UserError, match=r"Time_logs\.xlsx: not a readable \.xlsx workbook .*; expected the Stress"):
+        stress_predict.load(path=str(layout))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        (dt.time(9, 21, 59, 999_999), "09:22:00"),  # Excel's day fractions round to the second
+        (dt.time(13, 5), "13:05:00"),
+        (dt.timedelta(hours=1, minutes=5), "01:05:00"),
+        (dt.datetime(2022, 2, 7), "2022-02-07 00:00:00"),
+        (1445405, "1445405"),
+        (1445405.0, "1445405"),
+        (" Day 1 ", "Day 1"),
+    ],
+)
+def test_spreadsheet_cells_read_as_the_csv_export_writes_them(value: object, text: str):
+    assert time_logs.cell_text(value) == text
 
 
 @pytest.mark.parametrize(
@@ -247,10 +354,10 @@ def test_real_binary_facts(binary):
     labels = np.concatenate([r.labels[r.labels != UNLABELLED] for r in binary.subjects])
     assert 0.31 < labels.mean() < 0.35  # ≈ 33 % stress seconds
     s1, s2 = binary.subjects[:2]
-    assert s1.meta["label_source"] == "Time_logs.csv" and s1.label_offset == 0.0
+    assert s1.meta["label_source"] == "Time_logs.xlsx" and s1.label_offset == 0.0
     assert 900 < (s1.labels == 1).sum() < 1100  # Stroop 5 + Interview 10 + Hyperventilation 2 min
     assert s2.meta["label_source"].startswith("Improved_All_Combined") and s2.label_offset == 9.0
-    assert len(binary.sources) == 2 + 28 * 4  # Time_logs, binary file, BVP/HR/IBI/tags per subject
+    assert len(binary.sources) == 3 + 28 * 4  # Time_logs.xlsx and .csv, binary file, BVP/HR/IBI/tags per subject
 
 
 @needs_shared
@@ -273,6 +380,18 @@ def test_real_phases(phases):
     s1 = phases.subjects[0]
     starts = {kind: a for _, kind, a, _ in s1.meta["phases"] if kind}
     assert starts["stroop"] < starts["baseline"] < starts["interview"]  # S01's column out of order
+
+
+@needs_shared
+def test_real_xlsx_equals_the_converted_csv():
+    """The authors' spreadsheet and the converted csv give the same phases and times for every subject."""
+    xlsx = stress_predict.read_time_logs(SHARED / stress_predict.TIME_LOGS)
+    csv = stress_predict.read_time_logs(SHARED / stress_predict.TIME_LOGS_CSV)
+    assert sorted(xlsx) == sorted(csv) == [f"S{i:02d}" for i in range(1, 29)]
+    for sid in xlsx:
+        a, b = xlsx[sid], csv[sid]
+        assert (a.date, a.day, a.session_id, a.phases) == (b.date, b.day, b.session_id, b.phases), sid
+        assert len(a.phases) == 10, sid
 
 
 @needs_shared

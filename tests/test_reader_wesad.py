@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from ape_nas.data.readers import wesad
 from ape_nas.data.readers.wesad import CHANNELS, load
 from ape_nas.data.types import UNLABELLED
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 SECONDS = 16  # per subject; protocol codes in 2 s blocks
 CODES = [0, 1, 1, 2, 2, 3, 4, 6]
@@ -181,15 +182,27 @@ def test_subject_selection_and_missing_files(root: Path, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no subject folders"):
         load(path=str(tmp_path / "empty"), trust_pickle=True)
-    with pytest.raises(UserError, match="path is required"):
+    with pytest.raises(KeyedError, match=r"^data\.params\.path: required: the unpacked WESAD folder"):
         load(trust_pickle=True)
 
 
-def test_bad_params(root: Path):
-    with pytest.raises(UserError, match=r"unknown channels 'ppg'; expected names from ecg, bvp"):
-        load(path=str(root), trust_pickle=True, channels=["ppg"])
-    with pytest.raises(UserError, match="unknown classes 'calm'"):
-        load(path=str(root), trust_pickle=True, classes=["calm"])
-    with pytest.raises(UserError, match="trust_pickle must be true or false"):
-        load(path=str(root), trust_pickle="yes")
+@pytest.mark.parametrize(
+    ("bad", "key", "problem"),
+    [
+        ({"channels": ["ppg"]}, "channels", "unknown 'ppg'; expected some of ecg, bvp"),
+        ({"channels": ("ecg", "ecg")}, "channels", "lists a name twice"),
+        ({"channels": "ecg"}, "channels", "expected a list, got 'ecg'"),
+        ({"classes": ["calm"]}, "classes", "unknown 'calm'"),
+        ({"classes": []}, "classes", "expected a non-empty list of some of baseline, stress"),
+        ({"subjects": [2]}, "subjects", "expected names (strings), got [2]"),
+        ({"subjects": ["S2", "S2"]}, "subjects", "lists a name twice"),
+        ({"require_labels": 1}, "require_labels", "expected true or false, got 1"),
+        ({"trust_pickle": "yes"}, "trust_pickle", "expected true or false, got 'yes'"),
+        ({"path": ""}, "path", "required: the unpacked WESAD folder"),
+    ],
+)
+def test_bad_params(root: Path, bad: dict, key: str, problem: str):
+    with pytest.raises(KeyedError, match=re.escape(f"data.params.{key}: {problem}")) as err:
+        load(**{"path": str(root), "trust_pickle": True, **bad})
+    assert err.value.keys == [("data", "params", key)]
     assert UNLABELLED == -1

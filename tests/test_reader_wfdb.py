@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import wfdb
+from _common import needs_shared
 
 from ape_nas.data.readers import wfdb_reader
-from ape_nas.data.readers.wfdb_reader import find_markers, load, normalise_names
+from ape_nas.data.readers.wfdb.markers import find_markers
+from ape_nas.data.readers.wfdb.names import normalise_names
+from ape_nas.data.readers.wfdb.subjects import RECORD_GAP_S
+from ape_nas.data.readers.wfdb_reader import load
 from ape_nas.data.types import UNLABELLED
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 DRIVEDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "drivedb"
-needs_drivedb = pytest.mark.skipif(
-    not (DRIVEDB / "drive17a.hea").is_file(), reason=f"real drivedb records not found at {DRIVEDB}"
-)
+needs_drivedb = needs_shared(DRIVEDB / "drive17a.hea")  # skipped when absent; fails in CI
 
 DRIVE17 = {"drive17a": [None, "rest", "city"], "drive17b": ["city", "rest", None]}
 
@@ -107,12 +110,12 @@ def test_drivedb_one_driver_with_fs_override():
     assert [p["record"] for p in parts] == ["drive17a", "drive17b"]
     assert parts[0]["header_fs"] == 15.0 and parts[0]["fs"] == 15.5
     gap_start = parts[0]["duration_s"]
-    assert parts[1]["start_s"] == pytest.approx(gap_start + wfdb_reader.RECORD_GAP_S)
+    assert parts[1]["start_s"] == pytest.approx(gap_start + RECORD_GAP_S)
     # with 15.5 Hz both rest periods last the protocol's 15 minutes
     for p in parts:
         rest = p["segments"][1]
         assert rest["class"] == "rest" and rest["end_s"] - rest["start_s"] == pytest.approx(900, abs=1)
-    mid = gap_start + wfdb_reader.RECORD_GAP_S / 2
+    mid = gap_start + RECORD_GAP_S / 2
     assert np.isnan(rec.signals["ecg"][round(mid * 496)]) and rec.labels[round(mid * 496)] == UNLABELLED
     assert rec.duration_s() == pytest.approx(parts[1]["start_s"] + parts[1]["duration_s"], abs=0.01)
     counts = np.bincount(rec.labels[rec.labels >= 0], minlength=2)
@@ -338,7 +341,7 @@ def test_subject_mapping(db: Path):
     assert data.subject_ids() == ["p1"]
     rec = data.subjects[0]
     assert [r["record"] for r in rec.meta["records"]] == ["rec1", "rec2"]
-    assert rec.duration_s() == pytest.approx(60 + wfdb_reader.RECORD_GAP_S + 60)
+    assert rec.duration_s() == pytest.approx(60 + RECORD_GAP_S + 60)
     assert np.isnan(rec.signals["foot_gsr"][(90 * 10)])
     assert load(path=str(db), subject_of=r"^rec").subject_ids() == ["rec"]
     assert load(path=str(db), subject_of=r"^(r)ec1").subject_ids() == ["r", "rec2"]
@@ -370,8 +373,8 @@ def test_channel_selection_errors(db: Path, tmp_path: Path):
 # ---- bad input ----------------------------------------------------------------------------------------------------
 
 
-def test_bad_paths_and_params(db: Path, tmp_path: Path):
-    with pytest.raises(UserError, match="path is required"):
+def test_bad_paths(db: Path, tmp_path: Path):
+    with pytest.raises(KeyedError, match=r"^data\.params\.path: required: the folder holding the database's \.hea"):
         load()
     with pytest.raises(UserError, match="not found"):
         load(path=str(tmp_path / "nowhere"))
@@ -381,14 +384,48 @@ def test_bad_paths_and_params(db: Path, tmp_path: Path):
     empty.mkdir()
     with pytest.raises(UserError, match="no WFDB records"):
         load(path=str(empty))
-    with pytest.raises(UserError, match="labels must be one of"):
-        load(path=str(db), labels="auto")
-    with pytest.raises(UserError, match=r"fs_override\.rec1 must be a positive"):
-        load(path=str(db), fs_override={"rec1": 0})
     with pytest.raises(UserError, match="fs_override names record"):
         load(path=str(db), fs_override={"nope": 10})
     with pytest.raises(UserError, match="never occur"):
         load(path=str(db), labels="marker", marker_classes=["a", "b"], classes=["c"])
+    assert load(path=db, records=("rec1",)).subject_ids() == ["rec1"]  # a Path and a tuple are fine
+
+
+@pytest.mark.parametrize(
+    ("bad", "key", "problem"),
+    [
+        ({"path": ""}, "path", "required: the folder holding the database's .hea and .dat files"),
+        ({"records": "rec1"}, "records", "expected a list, got 'rec1'"),
+        ({"channels": ["ecg", ""]}, "channels", "expected names (strings), got ['ecg', '']"),
+        ({"records": ["rec1", "rec1"]}, "records", "lists a name twice"),
+        ({"classes": ["a", "a"]}, "classes", "lists a name twice: ['a', 'a']"),
+        ({"labels": "auto"}, "labels", "expected one of none, annotations, marker, table, got 'auto'"),
+        ({"subject_of": 3}, "subject_of", "expected a mapping record -> subject or a regular expression, got 3"),
+        ({"subject_of": {"rec1": ""}}, "subject_of", "rec1 must be a subject id, got ''"),
+        ({"subject_of": "("}, "subject_of", "'(' is not a regular expression"),
+        ({"annotator": ""}, "annotator", "expected a non-empty string"),
+        ({"labels": "annotations"}, "annotation_classes", "labels 'annotations' needs annotation_classes"),
+        ({"labels": "annotations", "annotation_classes": {}}, "annotation_classes", "labels 'annotations' needs"),
+        ({"annotation_classes": {"(A": 1}}, "annotation_classes", "(A must be a class name or null, got 1"),
+        ({"marker_channel": ""}, "marker_channel", "expected a non-empty string"),
+        ({"labels": "marker"}, "marker_classes", "labels 'marker' needs marker_classes"),
+        ({"marker_classes": "route"}, "marker_classes", "expected a list, a mapping or 'drivedb', got 'route'"),
+        ({"marker_classes": []}, "marker_classes", "expected a non-empty list of class names or nulls, got []"),
+        ({"marker_classes": {"rec1": ["a", 2]}}, "marker_classes", "rec1: expected class names or nulls"),
+        ({"marker_threshold": 0}, "marker_threshold", "expected a positive number, got 0.0"),
+        ({"marker_threshold": float("inf")}, "marker_threshold", "expected a positive number, got inf"),
+        ({"marker_threshold": True}, "marker_threshold", "expected a number, got true"),
+        ({"labels": "table"}, "label_table", "labels 'table' needs label_table"),
+        ({"fs_override": {"rec1": 0}}, "fs_override", "rec1 must be a positive frame rate in Hz, got 0"),
+        ({"fs_override": {"rec1": "15.5"}}, "fs_override", "rec1 must be a positive frame rate in Hz, got '15.5'"),
+        ({"fs_override": [15.5]}, "fs_override", "expected a mapping, got a list"),
+        ({"require_labels": "no"}, "require_labels", "expected true or false, got 'no'"),
+    ],
+)
+def test_bad_params(db: Path, bad: dict, key: str, problem: str):
+    with pytest.raises(KeyedError, match=re.escape(f"data.params.{key}: {problem}")) as err:
+        load(**{"path": str(db), **bad})
+    assert err.value.keys == [("data", "params", key)]
 
 
 @pytest.mark.parametrize("fmt", ["16", "212"])
@@ -447,3 +484,70 @@ def test_bad_header(db: Path):
     (db / "rec2.hea").write_text("rec2 x y z\n")
     with pytest.raises(UserError, match=r"rec2\.hea: not a valid WFDB header"):
         load(path=str(db), records=["rec2"])
+
+
+# ---- digital → physical: wfdb's conversion gives what the WFDB definition says -----------------------------------
+
+
+def test_physical_values_follow_the_wfdb_definition(tmp_path: Path):
+    """(digital - baseline) / gain per channel (gain 0 read as 200), NaN where the format's "no sample" value is,
+    float32; a multi-frequency record keeps every sample of every channel."""
+    rng = np.random.default_rng(7)
+    spf, gains, baselines = [3, 1, 2], [123.4, 7.0, 0.5], [-17, 1000, 3]
+    digital = [rng.integers(-30000, 30000, size=50 * k) for k in spf]
+    digital[0][[4, 40, 149]] = -32768  # format 16's invalid value
+    wfdb.wrsamp(
+        "r",
+        fs=10,
+        units=["mV", "uV", "mS"],
+        sig_name=["ECG", "Resp", "EDA"],
+        e_d_signal=digital,
+        samps_per_frame=spf,
+        fmt=["16", "16", "24"],
+        adc_gain=gains,
+        baseline=baselines,
+        write_dir=str(tmp_path),
+    )
+    hea = tmp_path / "r.hea"
+    hea.write_text(hea.read_text().replace("0.5(3)/mS", "0(3)/mS"))  # gain 0: uncalibrated, read as 200
+    gains[2] = 200.0
+    rec = load(path=str(tmp_path)).subjects[0]
+    assert rec.rates == {"ecg": 30.0, "resp": 10.0, "eda": 20.0}
+    for ch, d, gain, base in zip(["ecg", "resp", "eda"], digital, gains, baselines, strict=True):
+        want = ((d.astype(np.float64) - base) / gain).astype(np.float32)
+        want[d == -32768] = np.nan
+        got = rec.signals[ch]
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)  # bit for bit, NaN where invalid
+    assert np.isnan(rec.signals["ecg"][[4, 40, 149]]).all() and np.isfinite(rec.signals["ecg"]).sum() == 147
+
+
+def test_checksum_written_signed_is_accepted(tmp_path: Path):
+    d = np.full((100, 1), 400, dtype=np.int64)  # sum 40000: a 16-bit checksum ≥ 32768
+    wfdb.wrsamp(
+        "r", fs=10, units=["mV"], sig_name=["ECG"], d_signal=d, fmt=["16"], adc_gain=[10.0], baseline=[0],
+        write_dir=str(tmp_path),
+    )  # fmt: skip
+    hea = tmp_path / "r.hea"
+    fields = hea.read_text().splitlines()[1].split()
+    assert int(fields[6]) == 40000
+    hea.write_text(hea.read_text().replace(" 40000 ", f" {40000 - 65536} "))
+    assert load(path=str(tmp_path)).subjects[0].signals["ecg"][0] == pytest.approx(40.0)
+
+
+def test_multi_segment_record_with_different_gains(tmp_path: Path):
+    d = np.arange(200, dtype=np.int64).reshape(100, 2)
+    for i, gain in enumerate([10.0, 4.0]):  # wfdb converts each segment with its own gain
+        wfdb.wrsamp(
+            f"s{i}", fs=10, units=["mV", "mV"], sig_name=["ECG", "X"], d_signal=d, fmt=["16", "16"],
+            adc_gain=[gain, 5.0], baseline=[0, 1], write_dir=str(tmp_path),
+        )  # fmt: skip
+    (tmp_path / "m.hea").write_text("m/2 2 10 200\ns0 100\ns1 100\n")
+    (tmp_path / "RECORDS").write_text("m\n")
+    data = load(path=str(tmp_path))
+    rec = data.subjects[0]
+    assert data.subject_ids() == ["m"] and rec.duration_s() == pytest.approx(20.0)
+    ecg = np.concatenate([d[:, 0] / 10.0, d[:, 0] / 4.0]).astype(np.float32)
+    np.testing.assert_array_equal(rec.signals["ecg"], ecg)
+    np.testing.assert_array_equal(rec.signals["x"], np.tile((d[:, 1] - 1) / 5.0, 2).astype(np.float32))
+    assert sorted(Path(s).name for s in data.sources) == ["RECORDS", "m.hea", "s0.hea", "s1.hea"]

@@ -4,12 +4,17 @@ experiment schema; the files the blocks name exist; the cheap commands run as wr
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
+from typing import Any
 
 import pytest
-from _common import ROOT
+from _common import ROOT, require_shared
 
 from ape_nas.cli import build_parser, main
 
@@ -42,8 +47,8 @@ def test_the_readme_has_commands():
 
 @pytest.mark.parametrize("words", COMMANDS, ids=[" ".join(_argv(w))[:60] for w in COMMANDS])
 def test_every_readme_command_parses_and_validates(words: list[str], monkeypatch: pytest.MonkeyPatch):
-    from ape_nas.config.experiment import load_experiment
     from ape_nas.config.flags import flag_overrides
+    from ape_nas.experiments import load_experiment
 
     monkeypatch.chdir(ROOT)
     args = build_parser().parse_args(_argv(words))  # argparse exits 2 on an unknown flag: the test fails
@@ -70,8 +75,176 @@ INSPECT = [_argv(w) for w in COMMANDS if _argv(w)[:2] == ["data", "inspect"]]
 @pytest.mark.parametrize("argv", INSPECT, ids=[a[2] for a in INSPECT])
 def test_readme_data_inspect_commands_run_as_written(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch):
     monkeypatch.chdir(ROOT)
-    if not Path(argv[2]).exists():
-        pytest.skip(f"shared data absent: {argv[2]} (real recordings)")
+    require_shared(argv[2])  # skipped when absent; fails in CI
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "subjects" in out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures you can trace: every measured figure of the README equals the results file its command wrote
+# ---------------------------------------------------------------------------------------------------------------
+
+README_TEXT = " ".join(README.split())  # sentences wrap across lines: match on single spaces
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A README figure: ``pattern`` captures it (group 1); ``value`` (a dotted key, or a function of the file's
+    data) reads it from ``file``, which ``command`` writes (with date, commit and machine)."""
+
+    name: str
+    pattern: str
+    file: str
+    value: str | Callable[[dict[str, Any]], Any]
+
+    def read(self, data: dict[str, Any]) -> Any:
+        if callable(self.value):
+            return self.value(data)
+        return reduce(lambda node, key: node[key], self.value.split("."), data)
+
+    @property
+    def command(self) -> str:
+        return COMMANDS_OF[self.file]
+
+
+def _pct(a: float, b: float) -> float:
+    return (a / b - 1) * 100
+
+
+QS, SP = "docs/results/quickstart.json", "docs/results/stress_predict.json"
+TO, CL, CS = (
+    "benchmarks/results/trial_overhead.json",
+    "benchmarks/results/cli_startup.json",
+    "benchmarks/results/cache_speed.json",
+)
+PW, RO = "benchmarks/results/parallel_workers.json", "benchmarks/results/ray_overhead.json"
+COMMANDS_OF = {
+    QS: "python docs/results/sweep_scores.py experiments/quickstart.yaml",
+    SP: "python docs/results/sweep_scores.py experiments/stress_predict.yaml",
+    TO: "python benchmarks/trial_overhead.py",
+    CL: "python benchmarks/cli_startup.py",
+    CS: "python benchmarks/cache_speed.py",
+    PW: "python benchmarks/parallel_workers.py",
+    RO: "python benchmarks/ray_overhead.py",
+}
+NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
+# the three rows of the Stress-Predict table: README row label → key prefix in docs/results/stress_predict.json
+SP_ROWS = {
+    r"best deep model \(trial \d+, `\w+`, 30k parameters\)": ("best.val", "best.test"),
+    r"HRV baseline \(8 HRV features from BVP beats \+ logistic regression\)": (
+        "hrv_baseline.val.balanced_accuracy",
+        "hrv_baseline.test",
+    ),
+    r"HRV baseline, features z-scored per subject": (
+        "hrv_baseline.subject_normalised.val.balanced_accuracy",
+        "hrv_baseline.subject_normalised.test",
+    ),
+}
+SP_COLUMNS = ("val balanced accuracy", "test balanced accuracy", "test AUROC")
+
+
+def _table_cell(row: str, column: int) -> str:
+    cells = [NUM if i == column else r"[\d.]+" for i in range(len(SP_COLUMNS))]
+    return rf"\| {row} \| " + r" \| ".join(cells) + r" \|"
+
+
+FIGURES = [
+    Figure("quickstart trials", r"quickstart sweep itself [\d–]+ s \((\d+) trials", QS, "trials"),
+    Figure("quickstart best val macro-F1", rf"best validation macro-F1 {NUM}", QS, "best.val"),
+    Figure("quickstart HRV baseline", rf"and the HRV baseline {NUM}", QS, "hrv_baseline.val.f1_macro"),
+    Figure(
+        "quickstart HRV baseline per subject",
+        rf"but {NUM} with its features normalised per subject",
+        QS,
+        "hrv_baseline.subject_normalised.val.f1_macro",
+    ),
+    Figure("Stress-Predict minutes", rf"10 epochs at most; {NUM} min on 2 CPU cores", SP, lambda d: d["sweep_s"] / 60),
+    Figure("Stress-Predict date", rf"min on 2 CPU cores, measured {DATE}\)", SP, lambda d: d["measured"]["date"][:10]),
+    Figure("Stress-Predict best trial", r"best deep model \(trial (\d+),", SP, "best.number"),
+    Figure("Stress-Predict best family", r"best deep model \(trial \d+, `(\w+)`", SP, "best.model"),
+    *(
+        Figure(f"Stress-Predict {row[:24]}: {col}", _table_cell(row, n), SP, key)
+        for row, (val, test) in SP_ROWS.items()
+        for n, (col, key) in enumerate(
+            zip(SP_COLUMNS, (val, f"{test}.balanced_accuracy", f"{test}.auroc"), strict=True)
+        )
+    ),
+    Figure(
+        "trial loop overhead",
+        rf"sweep overhead inside the trial loop \| {NUM} s per trial",
+        TO,
+        "loop_overhead_per_trial_s",
+    ),
+    Figure("trial overhead date", rf"trial_overhead.json` \({DATE}\)", TO, lambda d: d["measured"]["date"][:10]),
+    Figure("fixed cost per sweep", rf"fixed cost per sweep command \| {NUM} s", TO, "fixed_overhead_s"),
+    Figure("--help", rf"`ape-nas --help` \| {NUM} s", CL, "help_s"),
+    Figure("bare Python", rf"bare Python ≈ {NUM} s", CL, "python_bare_s"),
+    Figure("heavy imports", rf"torch\+lightning\+optuna\+mlflow imports ≈ {NUM} s", CL, "heavy_imports_s"),
+    Figure("warm cache", rf"warm window cache \(Stress-Predict\) \| {NUM} s vs", CS, "warm_s"),
+    Figure("cold cache", rf"warm window cache \(Stress-Predict\) \| [\d.]+ s vs {NUM} s cold", CS, "cold_s"),
+    Figure("cache speed-up", r"s cold: (\d+)×", CS, lambda d: d["cold_s"] / d["warm_s"]),
+    Figure("cache windows", r"loading the ([\d,]+) Stress-Predict windows", CS, "windows"),
+    Figure("1 worker", r"\| ([\d,]+) vs [\d,]+ trials/hour", PW, "trials_per_hour_1"),
+    Figure("2 workers", r"\| [\d,]+ vs ([\d,]+) trials/hour", PW, "trials_per_hour_2"),
+    Figure("2 workers speed-up", rf"trials/hour: {NUM}× with 2 workers", PW, "speedup_2_over_1"),
+    Figure("Ray gap", rf"per-trial gap {NUM} s vs", RO, "ray.gap_per_trial_s"),
+    Figure("Optuna gap", rf"per-trial gap [\d.]+ s vs {NUM} s", RO, "optuna.gap_per_trial_s"),
+    Figure("Ray in trials", rf"time inside trials {NUM} s vs", RO, "ray.in_trials_s"),
+    Figure("Optuna in trials", rf"time inside trials [\d.]+ s vs {NUM} s", RO, "optuna.in_trials_s"),
+    Figure(
+        "Ray in-trial excess",
+        r"time inside trials [\d.]+ s vs [\d.]+ s \(\+(\d+)%\)",
+        RO,
+        lambda d: _pct(d["ray"]["in_trials_s"], d["optuna"]["in_trials_s"]),
+    ),
+    Figure(
+        "Ray start",
+        rf"per command \+{NUM} s before the first trial",
+        RO,
+        lambda d: d["ray"]["before_first_trial_s"] - d["optuna"]["before_first_trial_s"],
+    ),
+    Figure(
+        "Ray end",
+        rf"and \+{NUM} s after the last",
+        RO,
+        lambda d: d["ray"]["after_last_trial_s"] - d["optuna"]["after_last_trial_s"],
+    ),
+    Figure("Ray x2 sweep", rf"whole sweep {NUM} s vs", RO, "ray x2.sweep_s"),
+    Figure("Ray x1 sweep", rf"whole sweep [\d.]+ s vs {NUM} s", RO, "ray.sweep_s"),
+    Figure(
+        "Ray x2 faster",
+        r"whole sweep [\d.]+ s vs [\d.]+ s \((\d+)% faster\)",
+        RO,
+        lambda d: -_pct(d["ray x2"]["sweep_s"], d["ray"]["sweep_s"]),
+    ),
+    Figure("Optuna sweep", rf"the Optuna backend alone: {NUM} s", RO, "optuna.sweep_s"),
+]
+
+
+def _shown(value: Any, text: str) -> str:
+    """``value`` written as the README writes ``text`` (same decimals; thousands separators dropped)."""
+    if not isinstance(value, int | float):
+        return str(value)
+    digits = text.replace(",", "")
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    return f"{value:.{decimals}f}"
+
+
+@pytest.mark.parametrize("figure", FIGURES, ids=[f.name for f in FIGURES])
+def test_readme_figure_equals_its_results_file(figure: Figure):
+    match = re.search(figure.pattern, README_TEXT)
+    assert match, f"README: figure {figure.name!r} not found (pattern {figure.pattern!r}); update FIGURES"
+    path = ROOT / figure.file
+    if not path.is_file():  # listed in the test report until the command has been run and its file committed
+        pytest.xfail(f"untraced: no results file {figure.file} yet (run: {figure.command})")
+    data = json.loads(path.read_text())
+    assert {"date", "commit", "machine"} <= set(data.get("measured", {})), f"{figure.file}: no date/commit/machine"
+    text = match.group(1)
+    expected = _shown(figure.read(data), text)
+    assert text.replace(",", "") == expected, f"README {figure.name}: {text}, but {figure.file} says {expected}"
+
+
+def test_every_results_file_named_by_the_readme_is_checked():
+    named = set(re.findall(r"(?:benchmarks|docs)/results/\w+\.json", README))
+    assert named <= {f.file for f in FIGURES}, named - {f.file for f in FIGURES}

@@ -218,7 +218,7 @@ def test_kfold_protocol_averages_folds_and_records_every_partition(tmp_path: Pat
 def test_bf16_mixed_precision_trains_deterministically_on_cpu():
     import optuna
 
-    from ape_nas.config.experiment import load_experiment
+    from ape_nas.experiments import load_experiment
     from ape_nas.space import load_space
 
     sets = [s for s in SMALL if s != "--set"] + ["training.precision=bf16-mixed", "training.max_epochs=2"]

@@ -8,12 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from _common import QUICKSTART
 from scipy import signal
 
 from ape_nas.data import synthetic
 from ape_nas.data.synthetic import DEFAULTS, STATES, TRANSITION_S, generate
 from ape_nas.data.types import UNLABELLED, BenchmarkData
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError, UserError
 
 SMALL = {"subjects": 3, "minutes_per_state": 0.5}
 
@@ -294,3 +295,27 @@ def test_module_imports_neither_torch_nor_neurokit2():
         "bad = [m for m in ('torch', 'neurokit2') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_invalid_parameters_are_keyed_to_the_experiment():
+    with pytest.raises(synthetic.SyntheticParamError, match=r"^data\.params\.noise: expected a finite number") as err:
+        generate(noise=float("nan"))
+    assert err.value.keys == [("data", "params", "noise")] and isinstance(err.value, KeyedError)
+    with pytest.raises(synthetic.UnknownStateError) as err:
+        generate(states=["calm"])
+    assert err.value.keys == [("data", "params", "states")]
+
+
+def test_numpy_scalars_are_accepted():
+    a = generate(subjects=np.int64(1), minutes_per_state=np.float64(0.5), fs=np.float32(128.0), seed=np.int64(4))
+    b = generate(subjects=1, minutes_per_state=0.5, fs=128.0, seed=4)
+    assert a.params == b.params and np.array_equal(a.subjects[0].signals["ecg"], b.subjects[0].signals["ecg"])
+
+
+def test_a_bad_parameter_in_a_sweep_names_where_it_was_set(tmp_path, capsys):
+    from ape_nas.cli import main  # deferred: the other tests here need no CLI
+
+    args = ["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "1", "--no-progress"]
+    assert main([*args, "--set", "data.params.fs=10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--set data.params.fs=10: data.params.fs: expected a value >= 64.0, got 10.0")

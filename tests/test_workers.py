@@ -165,43 +165,65 @@ def test_three_workers_share_one_postgres_study_and_one_parent_run(
     assert _study_names(with_pg_driver(pg_url, "storage")) == ["quickstart"]  # the parent-run lock is gone
 
 
+@pytest.fixture(params=["postgres", "journal"])
+def shared_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a study storage several workers share: a fresh PostgreSQL database, or a journal file."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return f"journal://{tmp_path / 'study.log'}"  # journal:///abs/path.log
+
+
+def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    """A plain Optuna storage on ``url`` (``journal://`` or an SQLAlchemy URL): a reader beside the workers."""
+    if url.startswith("journal://"):
+        journal = optuna.storages.journal.JournalFileBackend(url[len("journal://") :])
+        return optuna.storages.JournalStorage(journal)
+    return optuna.storages.RDBStorage(with_pg_driver(url, "storage"))
+
+
 def test_a_killed_worker_s_trial_is_failed_closed_and_retried_with_the_same_params(
-    pg_url: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+    shared_storage: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ):
+    """SIGKILL of a worker mid-trial: that trial ends FAIL (its MLflow run FAILED with the note), a later worker
+    retries it with the same params; the trial the victim had completed before stays as it was."""
     # long enough to be killed while training; the later worker trains the same budget (one study identity)
     slow = ["--set", "training.max_epochs=60", "--set", "training.patience=60"]
-    victim = _start(workdir, pg_url, 1, *slow, name="victim", env=HEARTBEAT)
-    storage = optuna.storages.RDBStorage(with_pg_driver(pg_url, "storage"))
-    deadline = time.monotonic() + 120
+    victim = _start(workdir, shared_storage, 2, *slow, name="victim", env=HEARTBEAT)
+    storage = _optuna_storage(shared_storage)
+    deadline = time.monotonic() + 300
     trial = None
     while time.monotonic() < deadline and victim.poll() is None:
         try:
             trials = optuna.load_study(study_name="quickstart", storage=storage).get_trials()
         except KeyError:
             trials = []
-        if trials and trials[0].state.name == "RUNNING" and trials[0].intermediate_values:
-            trial = trials[0]  # training: its MLflow run is open and it has reported epochs
+        if len(trials) == 2 and trials[1].state.name == "RUNNING" and trials[1].intermediate_values:
+            trial = trials[1]  # training its second trial: its MLflow run is open and it has reported epochs
             break
         time.sleep(0.2)
     assert trial is not None, Path(victim.log_path).read_text()  # type: ignore[attr-defined]
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     time.sleep(int(HEARTBEAT["APE_NAS_HEARTBEAT_GRACE_S"]) + 1)  # its heartbeat is stale now
-    out = _finish(_start(workdir, pg_url, 2, *slow, name="later", env=HEARTBEAT))
-    assert "(retry of trial 0)" in out
+    out = _finish(_start(workdir, shared_storage, 2, *slow, name="later", env=HEARTBEAT))
+    assert "(retry of trial 1)" in out
 
     study = optuna.load_study(study_name="quickstart", storage=storage)
-    failed, retry, other = study.get_trials()
-    assert failed.state.name == "FAIL" and failed.number == 0
-    assert retry.user_attrs["retry_of"] == 0 and retry.system_attrs["failed_trial"] == 0
+    kept, failed, retry, other = study.get_trials()
+    assert kept.state == trials[0].state and kept.state.name in {"COMPLETE", "PRUNED"}
+    assert (kept.value, kept.params, kept.user_attrs) == (trials[0].value, trials[0].params, trials[0].user_attrs)
+    assert failed.state.name == "FAIL" and failed.number == 1
+    assert trial.intermediate_values.items() <= failed.intermediate_values.items()  # what it reported is kept
+    assert retry.user_attrs["retry_of"] == 1 and retry.system_attrs["failed_trial"] == 1
     assert retry.params == failed.params and retry.state.name in {"COMPLETE", "PRUNED"}
     assert retry.user_attrs["mlflow_run_id"] != failed.user_attrs["mlflow_run_id"]
     assert other.state.name in {"COMPLETE", "PRUNED"} and "retry_of" not in other.user_attrs
-    status = _status(workdir, pg_url, capsys)
-    assert [t["state"] for t in status["trials"]][:1] == ["failed"] and status["counts"]["running"] == 0
-    client, parent, runs = _check_one_parent(status, 3)
+    status = _status(workdir, shared_storage, capsys)
+    assert [t["state"] for t in status["trials"]][1:2] == ["failed"] and status["counts"]["running"] == 0
+    client, parent, runs = _check_one_parent(status, 4)
     dead = runs[failed.user_attrs["mlflow_run_id"]]
     assert dead.info.status == "FAILED" and dead.data.tags["ape_nas.note"] == NOTE
+    assert runs[kept.user_attrs["mlflow_run_id"]].info.status == "FINISHED"
     assert runs[retry.user_attrs["mlflow_run_id"]].info.status == "FINISHED"
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
@@ -254,7 +276,7 @@ def test_the_study_mutex_admits_one_holder_and_outlives_a_dead_one(tmp_path: Pat
     started = time.monotonic()
     with second.exclusive("k", stale_s=0.5):
         assert time.monotonic() - started >= 0.5
-    assert [s.study_name for s in optuna.get_all_study_summaries(second.study._storage)] == ["quickstart"]
+    assert [s.study_name for s in optuna.get_all_study_summaries(second.storage)] == ["quickstart"]
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
@@ -270,7 +292,7 @@ def test_a_journal_trial_without_heartbeat_is_failed_and_retried(tmp_path: Path,
     trial = backend.study.ask()
     x = trial.suggest_float("x", 0.0, 1.0)
     trial.set_user_attr("mlflow_run_id", "run-of-the-dead-worker")
-    backend.study._storage.record_heartbeat(trial._trial_id)  # then the "worker" dies: no more beats
+    backend.storage.record_heartbeat(_trial_id(backend, trial.number))  # then the "worker" dies: no more beats
     backend.fail_stale_trials()
     assert [t.state.name for t in backend.study.get_trials()] == ["RUNNING"]  # within the grace period
     time.sleep(int(HEARTBEAT["APE_NAS_HEARTBEAT_GRACE_S"]) + 0.5)
@@ -281,6 +303,47 @@ def test_a_journal_trial_without_heartbeat_is_failed_and_retried(tmp_path: Path,
     assert [r.run_id for r in closed] == ["run-of-the-dead-worker"]
     backend.fail_stale_trials()  # the retry has no heartbeat yet: not stale, not retried twice
     assert len(backend.study.get_trials()) == 2
+
+
+def _trial_id(backend: Any, number: int) -> int:
+    store = backend.storage
+    return store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name("quickstart"), number)
+
+
+def test_optuna_s_heartbeat_protocol_is_the_one_the_journal_storage_implements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The one use of Optuna internals (``optuna_backend._JournalStorage``) fails here, loudly, when an Optuna
+    release changes its private heartbeat protocol: the class, its four methods, and that ``Study.optimize``
+    beats through them (``fail_stale_trials`` using them: the test below)."""
+    import inspect
+
+    from optuna.storages import _heartbeat
+
+    from ape_nas.backends.optuna_backend import _JournalStorage
+
+    protocol = _heartbeat.BaseHeartbeat
+    methods = {"record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval"}
+    methods.add("get_heartbeat_stale_trial_callback")
+    assert protocol.__abstractmethods__ == methods, f"Optuna changed BaseHeartbeat: {protocol.__abstractmethods__}"
+    assert list(inspect.signature(protocol._get_stale_trial_ids).parameters) == ["self", "study_id"]
+    assert list(inspect.signature(protocol.record_heartbeat).parameters) == ["self", "trial_id"]
+    for key, value in HEARTBEAT.items():
+        monkeypatch.setenv(key, value)
+    backend = _journal_backend(tmp_path)
+    assert isinstance(backend.storage, _JournalStorage) and _heartbeat.is_heartbeat_enabled(backend.storage)
+    beats: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not beats:  # Optuna's heartbeat thread beats at once
+            attrs = backend.storage.get_trial_system_attrs(_trial_id(backend, trial.number))
+            beats.extend([attrs] if "ape_nas:heartbeat" in attrs else [])
+            time.sleep(0.05)
+        return 0.0
+
+    backend.study.optimize(objective, n_trials=1)
+    assert beats and abs(beats[0]["ape_nas:heartbeat"] - time.time()) < 10
 
 
 @pytest.mark.parametrize("storage", [None, "sqlite:///{tmp}/study.db"])

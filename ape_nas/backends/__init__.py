@@ -1,4 +1,4 @@
-"""Search backends behind one interface, imported lazily by exact name."""
+"""Search backends behind one interface, imported lazily by exact name (the names: :mod:`ape_nas.search_names`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from typing import Any
 
 from ape_nas.backends.base import Backend, TrialHandle, TrialRecord
 from ape_nas.errors import UnknownNameError
-
-# name -> "module:class"; a backend's heavy imports happen only when it is chosen.
-BACKENDS: dict[str, str] = {
-    "optuna": "ape_nas.backends.optuna_backend:OptunaBackend",
-    "ray": "ape_nas.backends.ray_backend:RayBackend",
-}
+from ape_nas.search_names import BACKEND_CLASSES as BACKENDS  # name -> "module:class"
 
 
 def get_backend(name: str) -> type[Backend]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-STATES = ("complete", "pruned", "failed", "running", "waiting", "interrupted")  # interrupted: Ray, resumable
+from ape_nas.tracking.names import RUN_ID_ATTR
 
 
 class TrialHandle(Protocol):
@@ -44,7 +44,7 @@ class TrialRecord:
 
     @property
     def run_id(self) -> str | None:
-        return self.attrs.get("mlflow_run_id")
+        return self.attrs.get(RUN_ID_ATTR)
 
     @property
     def model(self) -> str:
@@ -56,7 +56,7 @@ class TrialRecord:
             "state": self.state,
             "value": self.value,
             "duration_s": self.duration_s,
-            "mlflow_run_id": self.run_id,
+            RUN_ID_ATTR: self.run_id,
             "model": self.model,
             "params": self.params,
         }

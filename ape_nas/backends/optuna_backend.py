@@ -5,12 +5,15 @@ storage: any SQLAlchemy URL (PostgreSQL for several workers: ``postgresql://user
 journal file on a shared file system without a database server: ``journal:///abs/path/study.log`` (or
 ``journal://relative/path.log``). Re-running the same experiment loads the same study (same name) and adds trials.
 
-Crashed workers: every running trial records a heartbeat (RDB: Optuna's own; journal: the same Optuna
-mechanism, recorded as a trial system attribute). When a trial's heartbeat is older than the grace period, the
-next worker that starts a trial marks it FAIL (``optuna.storages.fail_stale_trials``), ``on_stale_trial`` closes
-its MLflow run, and ``RetryHeartbeatStaleTrialCallback`` enqueues a retry with the same parameters (user attr
-``retry_of``). Interval, grace and retries: ``APE_NAS_HEARTBEAT_S`` (30), ``APE_NAS_HEARTBEAT_GRACE_S``
-(4 × interval) and ``APE_NAS_TRIAL_RETRIES`` (1).
+Crashed workers: every running trial records a heartbeat (RDB: Optuna's own, ``RDBStorage(heartbeat_interval=,
+grace_period=, heartbeat_stale_trial_callback=)``; journal: the same Optuna protocol, recorded as a trial system
+attribute by :class:`_JournalStorage`). When a trial's heartbeat is older than the grace period, the next worker
+that starts a trial marks it FAIL (``optuna.storages.fail_stale_trials``), ``on_stale_trial`` closes its MLflow
+run, and ``RetryHeartbeatStaleTrialCallback`` enqueues a retry with the same parameters (user attr ``retry_of``).
+Interval, grace and retries: ``APE_NAS_HEARTBEAT_S`` (30), ``APE_NAS_HEARTBEAT_GRACE_S`` (4 × interval) and
+``APE_NAS_TRIAL_RETRIES`` (1).
+
+Optuna internals: only :class:`_JournalStorage` (Optuna has no public heartbeat for journal storages); see there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._heartbeat import BaseHeartbeat  # private: the one use, in _JournalStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -42,24 +45,9 @@ from ape_nas.errors import UserError
 from ape_nas.interrupts import Interrupted
 from ape_nas.reporting import TrialPruned
 from ape_nas.schema import unknown_key_error
+from ape_nas.search_names import PRUNER_CLASSES as PRUNERS  # name -> class in optuna.pruners
+from ape_nas.search_names import SAMPLER_CLASSES as SAMPLERS  # name -> class in optuna.samplers
 
-SAMPLERS: dict[str, str] = {
-    "tpe": "TPESampler",
-    "random": "RandomSampler",
-    "cmaes": "CmaEsSampler",
-    "nsga2": "NSGAIISampler",
-    "qmc": "QMCSampler",
-    "gp": "GPSampler",
-}
-PRUNERS: dict[str, str] = {
-    "median": "MedianPruner",
-    "percentile": "PercentilePruner",
-    "hyperband": "HyperbandPruner",
-    "successive_halving": "SuccessiveHalvingPruner",
-    "threshold": "ThresholdPruner",
-    "wilcoxon": "WilcoxonPruner",
-    "none": "NopPruner",
-}
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 JOURNAL_SCHEME = "journal://"
 HEARTBEAT_S = 30  # a running trial records a heartbeat this often
@@ -130,6 +118,13 @@ class _JournalStorage(JournalStorage, BaseHeartbeat):
 
     The heartbeat is a trial system attribute holding the writer's ``time.time()``; stale means older than the
     grace period by the reader's clock (hosts sharing a file system keep their clocks in sync within seconds).
+
+    The one use of Optuna internals in ape-nas, because Optuna offers no public way: the protocol is the class
+    ``BaseHeartbeat`` of the private module ``optuna.storages._heartbeat``, and one of its four methods,
+    ``_get_stale_trial_ids``, is private. ``Study.optimize`` runs the heartbeat thread and the public
+    ``optuna.storages.fail_stale_trials`` fails the stale trials through these methods.
+    ``tests/test_workers.py::test_optuna_s_heartbeat_protocol_is_the_one_the_journal_storage_implements`` fails
+    when an Optuna release changes that protocol.
     """
 
     def __init__(
@@ -154,7 +149,7 @@ class _JournalStorage(JournalStorage, BaseHeartbeat):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         return [
-            t._trial_id
+            self.get_trial_id_from_study_id_trial_number(study_id, t.number)
             for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
             if _HEARTBEAT_ATTR in t.system_attrs and now - float(t.system_attrs[_HEARTBEAT_ATTR]) > self._beat_grace
         ]
@@ -199,7 +194,7 @@ class _Handle:
 
     def report(self, value: float, step: int) -> bool:
         self._trial.report(value, step)
-        return self._trial.should_prune()
+        return bool(self._trial.should_prune())  # some pruners answer numpy.bool_
 
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
@@ -261,6 +256,12 @@ class OptunaBackend(Backend):
     @property
     def storage_url(self) -> str:
         return self._storage_url
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        """The opened Optuna storage of the study (after :meth:`open`)."""
+        assert self._store is not None, "open() first"
+        return self._store
 
     @property
     def storage_kind(self) -> str:

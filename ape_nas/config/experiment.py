@@ -9,20 +9,16 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Protocol
 
 from ape_nas.errors import UnknownNameError, UserError
 from ape_nas.metrics import DIRECTIONS
 from ape_nas.schema import Field, check_mapping, describe, is_kind, unknown_key_error
-from ape_nas.yamlio import Document, KeyPath, dotted, load_yaml
+from ape_nas.search_names import BACKENDS, PRUNERS, SAMPLERS, SCHEDULERS
+from ape_nas.spec import TRAINING_DEFAULTS
+from ape_nas.yamlio import Document, KeyPath, dotted, load_yaml, parse_assignment
 
 METRICS = DIRECTIONS  # metric name -> the direction in which it improves
-SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "qmc", "gp")
-PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon", "none")
-BACKENDS = ("optuna", "ray")
-SCHEDULERS = ("asha", "hyperband", "fifo")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 PROTOCOLS = ("holdout", "kfold", "loso")
 
@@ -90,8 +86,12 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "max_epochs": Field(int, 10, low=1, doc="epochs per trial at most"),
         "patience": Field(int, 3, low=1, doc="early-stopping patience in epochs"),
         "num_threads": Field(int, None, nullable=True, low=1, doc="torch CPU threads per trial"),
-        "accelerator": Field(str, "cpu", choices=("cpu", "gpu", "auto"), doc="where trials train"),
-        "precision": Field(str, "32-true", choices=PRECISIONS, doc="Lightning precision (mixed on GPUs)"),
+        "accelerator": Field(
+            str, TRAINING_DEFAULTS["accelerator"], choices=("cpu", "gpu", "auto"), doc="where trials train"
+        ),
+        "precision": Field(
+            str, TRAINING_DEFAULTS["precision"], choices=PRECISIONS, doc="Lightning precision (mixed on GPUs)"
+        ),
     },
     "budget": {
         "trials": Field(int, 10, low=1, doc="trials to add in this run"),
@@ -184,14 +184,8 @@ class Flag(str):
 def apply_overrides(doc: Document, overrides: list[str]) -> None:
     """Apply ``key.path=value`` overrides (values parsed as YAML) to the document in place."""
     for text in overrides:
-        key, sep, raw = text.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {text}: expected key=value, e.g. --set budget.trials=5")
-        parts = key.strip().split(".")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise UserError(f"--set {text}: value {raw!r} is not a valid YAML scalar or list") from None
+        key, value = parse_assignment(text)
+        parts = key.split(".")
         node = doc.data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part) if isinstance(node, dict) else None
@@ -204,11 +198,22 @@ def apply_overrides(doc: Document, overrides: list[str]) -> None:
         doc.overrides[tuple(parts)] = getattr(text, "typed", None) or f"--set {text}"
 
 
-def _check_benchmark_params(doc: Document, data: dict[str, Any]) -> None:
-    from ape_nas.data.benchmarks import loader_defaults
+class BenchmarkCatalog(Protocol):
+    """What the experiment schema needs to know of the benchmarks (``ape_nas.data.benchmarks`` is one):
+    passed in, so that ``config`` never imports ``data``."""
 
+    def loader_defaults(self, name: str) -> dict[str, Any]:
+        """The loader's keyword parameters with their defaults; an unknown name raises UnknownNameError."""
+        ...
+
+    def path_params(self, name: str) -> tuple[str, ...]:
+        """The loader parameters that name files or folders."""
+        ...
+
+
+def _check_benchmark_params(doc: Document, data: dict[str, Any], catalog: BenchmarkCatalog) -> None:
     try:
-        defaults = loader_defaults(data["benchmark"])
+        defaults = catalog.loader_defaults(data["benchmark"])
     except UnknownNameError as err:
         raise doc.error(("data", "benchmark"), str(err)) from None
     for key, value in data["params"].items():
@@ -223,12 +228,10 @@ def _check_benchmark_params(doc: Document, data: dict[str, Any]) -> None:
                 raise doc.error(keypath, problem)
 
 
-def _resolve_data_paths(doc: Document, data: dict[str, Any]) -> None:
+def _resolve_data_paths(doc: Document, data: dict[str, Any], catalog: BenchmarkCatalog) -> None:
     """Relative data paths in ``data.params`` are relative to the experiment file (not to the shell's cwd)."""
-    from ape_nas.data.benchmarks import path_params
-
     base = Path(doc.path).parent
-    for key in path_params(data["benchmark"]):
+    for key in catalog.path_params(data["benchmark"]):
         value = data["params"].get(key)
         if (
             isinstance(value, str)
@@ -239,7 +242,8 @@ def _resolve_data_paths(doc: Document, data: dict[str, Any]) -> None:
             data["params"][key] = str((base / value).resolve())
 
 
-def parse_experiment(doc: Document) -> ExperimentConfig:
+def parse_experiment(doc: Document, catalog: BenchmarkCatalog) -> ExperimentConfig:
+    """Validate a loaded experiment document; ``data.params`` are checked against ``catalog``."""
     top = check_mapping(doc, (), doc.data, TOP)
     sections = {name: check_mapping(doc, (name,), top[name], fields) for name, fields in SECTIONS.items()}
     data, protocol, objective = sections["data"], sections["protocol"], sections["objective"]
@@ -247,8 +251,8 @@ def parse_experiment(doc: Document) -> ExperimentConfig:
         raise doc.error(("data", "channels"), f"expected a non-empty list of channel names, got {data['channels']}")
     if data["stride_s"] > data["window_s"] * 4:
         raise doc.error(("data", "stride_s"), "expected a stride no longer than 4 window lengths")
-    _check_benchmark_params(doc, data)
-    _resolve_data_paths(doc, data)
+    _check_benchmark_params(doc, data, catalog)
+    _resolve_data_paths(doc, data, catalog)
     data["quality"] = check_mapping(doc, ("data", "quality"), data["quality"], QUALITY)
     natural = METRICS[objective["metric"]]
     if objective["direction"] is None:
@@ -282,13 +286,19 @@ def parse_experiment(doc: Document) -> ExperimentConfig:
     )
 
 
-def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load, override and validate an experiment file."""
+def load_experiment(
+    path: str | Path, overrides: list[str] | None = None, *, catalog: BenchmarkCatalog
+) -> ExperimentConfig:
+    """Load, override and validate an experiment file against a benchmark catalog.
+
+    Callers above the config and data layers use :func:`ape_nas.experiments.load_experiment`, which passes
+    ``ape_nas.data.benchmarks``.
+    """
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise doc.error((), f"expected a mapping at the top of the file, got {describe(doc.data)}")
     apply_overrides(doc, overrides or [])
-    return parse_experiment(doc)
+    return parse_experiment(doc, catalog)
 
 
 __all__ = ["METRICS", "PRUNERS", "SAMPLERS", "ExperimentConfig", "Flag", "apply_overrides", "dotted", "load_experiment"]

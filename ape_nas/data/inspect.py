@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from ape_nas.data.ids import natural_key
+from ape_nas.data.intervals import continuous
 from ape_nas.data.readers.e4 import SESSION_FILES
+from ape_nas.data.runs import run_lengths
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
-from ape_nas.data.windows import MAX_BEAT_GAP_S
-from ape_nas.errors import UnknownNameError, UserError
+from ape_nas.errors import KeyedError, UnknownNameError, UserError
 
 FLAT_S = 2.0
 # set by the command (labels are optional for inspect/predict/evaluate), never by --set
@@ -38,8 +39,8 @@ def detect_format(path: Path) -> str:
         raise UserError(f"{path}: unknown data file; expected DREAMER.mat, a WFDB .hea, or a folder")
     if (path / "dataset.yaml").is_file():
         return "folder"
-    if (path / "Raw_data").is_dir() and (path / "Processed_data").is_dir():
-        return "stress-predict"
+    if (path / "Raw_data").is_dir() and ((path / "Processed_data").is_dir() or any(path.glob("Raw_data/S*/BVP.csv"))):
+        return "stress-predict"  # as downloaded (Time_logs.xlsx) or with a converted csv; labels optional
     if (path / "DREAMER.mat").is_file():
         return "dreamer"
     if any(path.glob("*.hea")):
@@ -98,21 +99,18 @@ def open_data(
         raise UserError(
             f"reader {name!r} has no parameter(s) {', '.join(unknown)}; expected some of: {', '.join(accepted)}{hint}"
         )
+    given = set(params)
     if not by_name:
         if "path" not in accepted:
             raise UserError(f"{name} is a built-in benchmark and reads no files: give its name, not {path}")
         params.setdefault("path", str(path))
     if "require_labels" in signature:  # the built-in synthetic benchmark is always labelled
         params["require_labels"] = require_labels
-    return loader(**params)
-
-
-def _runs(mask: np.ndarray) -> np.ndarray:
-    """Lengths of runs of True in a 1-D mask."""
-    if not mask.any():
-        return np.zeros(0, dtype=int)
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return np.flatnonzero(d == -1) - np.flatnonzero(d == 1)
+    try:
+        return loader(**params)
+    except KeyedError as err:  # keyed data.params.<name>: on the command line that is --set <name>=…
+        key = err.keys[0][-1]
+        raise UserError(f"--set {key}: {err.problem}" if key in given else f"{name}: {key}: {err.problem}") from None
 
 
 def signal_problems(x: np.ndarray, rate: float) -> dict[str, Any]:
@@ -121,17 +119,17 @@ def signal_problems(x: np.ndarray, rate: float) -> dict[str, Any]:
     nan = np.isnan(x)
     out: dict[str, Any] = {
         "nan_frac": float(nan.mean()) if len(x) else 0.0,
-        "longest_nan_s": float(_runs(nan).max(initial=0) / rate),
+        "longest_nan_s": float(run_lengths(nan).max(initial=0) / rate),
     }
     finite = x[~nan]
     if len(finite) < 3:
         return {**out, "flat_s": 0.0, "clipped_frac": 0.0}
     same = np.concatenate([[False], np.diff(x) == 0]) & ~nan
-    flat = _runs(same) + 1
+    flat = run_lengths(same) + 1
     out["flat_s"] = float(flat[flat >= max(5, FLAT_S * rate)].sum() / rate)
     lo, hi = finite.min(), finite.max()
     rail = (np.isclose(x, lo) | np.isclose(x, hi)) & ~nan if hi > lo else np.zeros_like(nan)
-    plateaus = _runs(rail)
+    plateaus = run_lengths(rail)
     out["clipped_frac"] = float(plateaus[plateaus >= 3].sum() / len(x))
     return out
 
@@ -140,7 +138,7 @@ def _event_problems(events: np.ndarray) -> dict[str, Any]:
     if len(events) < 2:
         return {"beats": len(events), "gaps": 0, "gap_s": 0.0}
     spacing = np.diff(events[:, 0])
-    gap = (spacing > MAX_BEAT_GAP_S) | ~np.isclose(spacing, events[1:, 1], atol=0.05)
+    gap = ~continuous(events[:, 0], events[:, 1])
     return {
         "beats": len(events),
         "gaps": int(gap.sum()),

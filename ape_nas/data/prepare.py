@@ -26,7 +26,7 @@ from ape_nas.data.fingerprint import HashMemo, content_fingerprint, source_roots
 from ape_nas.data.windows import window_subject
 from ape_nas.errors import KeyedError, UserError
 
-PREP_VERSION = 3  # bump when preprocessing changes meaning, so old cache entries are not reused
+PREP_VERSION = 4  # bump when preprocessing changes meaning, so old cache entries are not reused
 
 
 @dataclass

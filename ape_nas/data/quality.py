@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ape_nas.data.runs import longest_true_run
+
 REASONS = ("nan", "flat", "clipped", "gaps")
 
 
@@ -27,22 +29,7 @@ class QualityConfig:
 
 def _longest_equal_run(x: np.ndarray) -> np.ndarray:
     """Longest run of consecutive equal values along the last axis, for each row of ``x`` (n, time)."""
-    same = np.diff(x, axis=-1) == 0  # (n, time-1)
-    if same.shape[-1] == 0:
-        return np.ones(x.shape[0], dtype=int)
-    # run lengths via cumulative sums reset at breaks
-    idx = np.arange(same.shape[-1])
-    last_break = np.where(~same, idx, -1)
-    last_break = np.maximum.accumulate(last_break, axis=-1)
-    runs = idx - last_break  # length of the current run of "same" ending here
-    return runs.max(axis=-1) + 1
-
-
-def _longest_true_run(mask: np.ndarray) -> np.ndarray:
-    """Longest run of True along the last axis, per row of ``mask`` (n, time)."""
-    idx = np.arange(mask.shape[-1])
-    last_false = np.maximum.accumulate(np.where(~mask, idx, -1), axis=-1)
-    return np.where(mask, idx - last_false, 0).max(axis=-1)
+    return longest_true_run(np.diff(x, axis=-1) == 0) + 1
 
 
 def reject(
@@ -78,7 +65,7 @@ def reject(
         if hi > lo:
             # clipping = plateaus at the subject's extreme values: a share of samples there, in runs of >= 3
             rail = np.isclose(x, hi) | np.isclose(x, lo)
-            plateau = _longest_true_run(rail) >= 3
+            plateau = longest_true_run(rail) >= 3
             bad = plateau & (rail.mean(axis=1) > cfg.clip_frac)
             counts["clipped"] += int((bad & keep).sum())
             keep &= ~bad

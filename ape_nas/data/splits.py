@@ -183,8 +183,3 @@ def make_splits(protocol: dict[str, Any], subjects: Sequence[str]) -> list[Split
     if protocol.get("max_folds"):
         splits = splits[: protocol["max_folds"]]
     return splits
-
-
-def make_split(protocol: dict[str, Any], subjects: Sequence[str]) -> Split:
-    """The first (for holdout: the only) fold."""
-    return make_splits(protocol, subjects)[0]

@@ -116,8 +116,10 @@ from typing import Any
 
 import numpy as np
 
+from ape_nas.data.readers import params
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
-from ape_nas.errors import UserError
+from ape_nas.errors import KeyedError
+from ape_nas.schema import Field
 
 NAME = "synthetic"
 VERSION = 1  # bump whenever the generated data changes for the same parameters (used in cache keys)
@@ -160,54 +162,38 @@ _PAD_S = 2.0  # simulated padding either side of the session, so edge beats are 
 _MAINS_HZ = 50.0
 
 
-class SyntheticParamError(UserError, ValueError):
-    """An invalid parameter of :func:`generate` (a one-line user error and a ``ValueError``)."""
+class SyntheticParamError(KeyedError, ValueError):
+    """An invalid parameter of :func:`generate`: a one-line user error keyed ``data.params.<key>``, and a
+    ``ValueError``."""
 
 
 class UnknownStateError(SyntheticParamError):
     """An affect state name not in :data:`STATES`."""
 
 
-def _check_params(
-    subjects: Any, minutes_per_state: Any, fs: Any, states: Any, ppg: Any, noise: Any, seed: Any
-) -> dict[str, Any]:
-    def _int(name: str, v: Any, lo: int, hi: int) -> int:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or not lo <= v <= hi:
-            raise SyntheticParamError(f"synthetic: {name} must be an integer in [{lo}, {hi}], got {v!r}")
-        return int(v)
+FIELDS = {
+    "subjects": Field(int, DEFAULTS["subjects"], low=1, high=999),
+    "minutes_per_state": Field(float, DEFAULTS["minutes_per_state"], low=0.5, high=600.0, check=params.finite),
+    "fs": Field(float, DEFAULTS["fs"], low=64.0, high=2000.0, check=params.finite),
+    "states": Field(list, DEFAULTS["states"], check=params.names()),
+    "ppg": Field(bool, DEFAULTS["ppg"]),
+    "noise": Field(float, DEFAULTS["noise"], low=0.0, high=100.0, check=params.finite),
+    "seed": Field(int, DEFAULTS["seed"], low=0, high=2**63 - 1),
+}
 
-    def _float(name: str, v: Any, lo: float, hi: float) -> float:
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, int | float | np.integer | np.floating)
-            or not math.isfinite(float(v))
-            or not lo <= float(v) <= hi
-        ):
-            raise SyntheticParamError(f"synthetic: {name} must be a number in [{lo}, {hi}], got {v!r}")
-        return float(v)
 
-    if isinstance(states, str) or not isinstance(states, list | tuple) or not states:
-        raise SyntheticParamError(
-            f"synthetic: states must be a non-empty list of names from {', '.join(STATES)}, got {states!r}"
-        )
-    unknown = [s for s in states if not isinstance(s, str) or s not in STATES]
+def _check_params(given: dict[str, Any]) -> dict[str, Any]:
+    try:  # numpy scalars (np.int64 seeds, np.float64 rates) are accepted as the numbers they hold
+        p = params.check({k: v.item() if isinstance(v, np.generic) else v for k, v in given.items()}, FIELDS)
+    except KeyedError as err:
+        raise SyntheticParamError(err.keys, err.problem) from None
+    unknown = [s for s in p["states"] if s not in STATES]
     if unknown:
         raise UnknownStateError(
-            f"synthetic: unknown state(s) {', '.join(map(repr, unknown))}; known states: {', '.join(STATES)}"
+            [("data", "params", "states")],
+            f"unknown state(s) {', '.join(map(repr, unknown))}; known states: {', '.join(STATES)}",
         )
-    if len(set(states)) != len(states):
-        raise SyntheticParamError(f"synthetic: states must not repeat, got {list(states)}")
-    if not isinstance(ppg, bool | np.bool_):
-        raise SyntheticParamError(f"synthetic: ppg must be true or false, got {ppg!r}")
-    return {
-        "subjects": _int("subjects", subjects, 1, 999),
-        "minutes_per_state": _float("minutes_per_state", minutes_per_state, 0.5, 600.0),
-        "fs": _float("fs", fs, 64.0, 2000.0),
-        "states": [str(s) for s in states],
-        "ppg": bool(ppg),
-        "noise": _float("noise", noise, 0.0, 100.0),
-        "seed": _int("seed", seed, 0, 2**63 - 1),
-    }
+    return p
 
 
 def _fast_len(n: int) -> int:
@@ -294,167 +280,324 @@ def _rmssd_and_hr(beat_t: np.ndarray, segments: list[tuple[float, float]]) -> tu
     return float(hr), float(rmssd)
 
 
-def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
-    fs: float = p["fs"]
-    states: list[str] = p["states"]
-    noise: float = p["noise"]
-    n_states = len(states)
-    block = round(p["minutes_per_state"] * 60.0 * fs)  # samples per block
-    n = block * n_states
-    block_s = block / fs
+@dataclass(frozen=True)
+class _Rhythm:
+    """A subject's resting heart rhythm and breathing, and how strongly it reacts to the states."""
 
-    ss = np.random.SeedSequence([p["seed"], index])
-    r_par, r_order, r_rr, r_ecg, r_ppg = (np.random.default_rng(c) for c in ss.spawn(5))
+    hr0: float  # resting HR, bpm
+    resp0: float  # resting breathing rate, breaths/min
+    hf_amp0: float  # RSA amplitude, ms
+    lf_amp0: float  # LF (Mayer-wave) amplitude, ms
+    lf_freq: float  # Hz
+    vlf_amp: float  # ms
+    rsa_lag: float  # s
+    reactivity: float
+    ramp_s: float  # state-change ramp
+    resp_asym: float  # inspiration/expiration asymmetry
 
-    # ---- per-subject physiology (fixed draw order: independent of states, durations, fs and ppg) ----------------
-    hr0 = float(np.clip(r_par.normal(70.0, 8.0), 50.0, 95.0))
-    rr0 = 60.0 / hr0
-    resp0 = float(np.clip(r_par.normal(15.0, 2.5), 10.0, 22.0))  # breaths/min
-    hrv_scale = (rr0 / 0.857) ** 2  # HRV grows with the heart period
-    hf_amp0 = float(np.clip(42.0 * math.exp(r_par.normal(0.0, 0.4)) * hrv_scale, 8.0, 120.0))  # ms
-    lf_amp0 = float(np.clip(25.0 * math.exp(r_par.normal(0.0, 0.4)) * hrv_scale, 5.0, 80.0))  # ms
-    lf_freq = float(np.clip(r_par.normal(0.10, 0.008), 0.08, 0.12))
-    vlf_amp = float(12.0 * math.exp(r_par.normal(0.0, 0.3)))  # ms
-    rsa_lag = float(r_par.uniform(0.2, 0.8))  # s
-    reactivity = float(np.clip(r_par.gamma(2.5, 0.4), 0.1, 3.0))
-    ramp_s = float(r_par.uniform(3.0, 8.0))
-    resp_asym = float(r_par.uniform(0.1, 0.4))
-    # morphology: lead gain and an electrical-axis-like projection (axis 0-90°, projection on lead II at 60°)
-    gain = float(r_par.uniform(0.8, 1.3))
-    axis = float(r_par.uniform(0.0, 90.0))
+
+@dataclass(frozen=True)
+class _Morphology:
+    """PQRST amplitudes (mV), centres relative to the R peak and widths (s), and the respiratory modulation."""
+
+    axis: float  # electrical axis, degrees
+    a_p: float
+    a_q: float
+    a_r: float
+    a_s: float
+    a_t: float
+    mu_p: float
+    sd_p: float
+    mu_q: float
+    sd_q: float
+    sd_r: float
+    mu_s: float
+    sd_s: float
+    mu_t: float
+    sd_t: float
+    edr: float  # QRS amplitude modulation by respiration
+
+
+@dataclass(frozen=True)
+class _NoiseLevels:
+    """ECG noise amplitudes in mV, before the global ``noise`` scale."""
+
+    white: float
+    emg: float
+    resp: float
+    drift: float
+    mains: float  # 0 when the subject has no mains interference
+
+
+@dataclass(frozen=True)
+class _Pulse:
+    """PPG pulse shape: transit time from the R peak, systolic rise and fall, dicrotic delay and size."""
+
+    ptt0: float
+    rise: float
+    fall: float
+    dicrotic: float
+    dia: float
+
+
+@dataclass(frozen=True)
+class _Physiology:
+    rhythm: _Rhythm
+    morph: _Morphology
+    noise: _NoiseLevels
+    pulse: _Pulse
+    state_factor: dict[str, float]  # per known state: reactivity × the subject's own response
+
+
+@dataclass(frozen=True)
+class _Session:
+    """The state blocks in session order, with each block's target values."""
+
+    order: list[str]
+    starts: np.ndarray  # block start times, s
+    hr: np.ndarray  # bpm
+    resp: np.ndarray  # breaths/min
+    vagal: np.ndarray  # log multiplier of the RSA amplitude
+    lf: np.ndarray  # log multiplier of the LF amplitude
+    ptt: np.ndarray  # PTT change, s
+    ppg: np.ndarray  # log multiplier of the PPG amplitude
+
+
+@dataclass(frozen=True)
+class _Breathing:
+    hz: np.ndarray  # breathing frequency on the time grid
+    resp: np.ndarray  # respiration waveform (> 0: inspiration)
+    lagged: np.ndarray  # the same, delayed by the RSA lag
+
+
+@dataclass(frozen=True)
+class _Beats:
+    t: np.ndarray  # beat (R peak) times, s
+    rr_smooth: np.ndarray  # heart period the QT and pulse shape adapt to, s
+    resp: np.ndarray  # respiration at each beat
+
+
+# ---- per-subject physiology: the draws from r_par keep this order (independent of states, durations, fs, ppg) -----
+
+
+def _draw_rhythm(r: np.random.Generator) -> _Rhythm:
+    hr0 = float(np.clip(r.normal(70.0, 8.0), 50.0, 95.0))
+    resp0 = float(np.clip(r.normal(15.0, 2.5), 10.0, 22.0))
+    hrv_scale = (60.0 / hr0 / 0.857) ** 2  # HRV grows with the heart period
+    return _Rhythm(
+        hr0=hr0,
+        resp0=resp0,
+        hf_amp0=float(np.clip(42.0 * math.exp(r.normal(0.0, 0.4)) * hrv_scale, 8.0, 120.0)),
+        lf_amp0=float(np.clip(25.0 * math.exp(r.normal(0.0, 0.4)) * hrv_scale, 5.0, 80.0)),
+        lf_freq=float(np.clip(r.normal(0.10, 0.008), 0.08, 0.12)),
+        vlf_amp=float(12.0 * math.exp(r.normal(0.0, 0.3))),
+        rsa_lag=float(r.uniform(0.2, 0.8)),
+        reactivity=float(np.clip(r.gamma(2.5, 0.4), 0.1, 3.0)),
+        ramp_s=float(r.uniform(3.0, 8.0)),
+        resp_asym=float(r.uniform(0.1, 0.4)),
+    )
+
+
+def _draw_morphology(r: np.random.Generator) -> _Morphology:
+    # lead gain and an electrical-axis-like projection (axis 0-90°, projection on lead II at 60°)
+    gain = float(r.uniform(0.8, 1.3))
+    axis = float(r.uniform(0.0, 90.0))
     proj = math.cos(math.radians(axis - 60.0))  # 0.5 … 1
-    a_r = float(np.clip(gain * (0.35 + 0.75 * proj) * math.exp(r_par.normal(0.0, 0.1)), 0.65, 1.6))
-    a_s = -gain * (0.08 + 0.5 * (1.0 - proj)) * float(r_par.uniform(0.6, 1.4))
-    a_q = -gain * float(r_par.uniform(0.02, 0.1))
-    a_p = float(np.clip(gain * r_par.uniform(0.08, 0.18) * (0.6 + 0.4 * proj), 0.06, 0.25))
-    a_t = float(np.clip(math.sqrt(gain) * r_par.uniform(0.15, 0.45), 0.12, 0.5))
-    mu_p, sd_p = float(r_par.uniform(-0.22, -0.16)), float(r_par.uniform(0.02, 0.03))
-    mu_q, sd_q = float(r_par.uniform(-0.034, -0.026)), float(r_par.uniform(0.006, 0.009))
-    sd_r = float(r_par.uniform(0.008, 0.012))
-    mu_s, sd_s = float(r_par.uniform(0.028, 0.038)), float(r_par.uniform(0.007, 0.011))
-    mu_t, sd_t = float(r_par.uniform(0.24, 0.30)), float(r_par.uniform(0.04, 0.06))
-    edr = float(r_par.uniform(0.03, 0.1))
-    # noise amplitudes (mV, before the global ``noise`` scale)
-    n_white = float(r_par.uniform(0.005, 0.015))
-    n_emg = float(r_par.uniform(0.005, 0.03))
-    n_resp = float(r_par.uniform(0.02, 0.1))
-    n_drift = float(r_par.uniform(0.05, 0.2))
-    has_mains = bool(r_par.uniform() < 0.3)
-    n_mains = float(r_par.uniform(0.005, 0.03)) if has_mains else 0.0
-    # PPG
-    ptt0 = float(r_par.uniform(0.18, 0.28))
-    ppg_rise = float(r_par.uniform(0.10, 0.15))
-    ppg_fall = float(r_par.uniform(0.10, 0.14))
-    ppg_dicrotic = float(r_par.uniform(0.25, 0.32))
-    ppg_dia = float(r_par.uniform(0.3, 0.6))
-    # per-subject, per-known-state response factors (known-state order, drawn last)
-    state_factor = {name: reactivity * math.exp(r_par.normal(0.0, 0.35)) for name in STATES}
+    a_r = float(np.clip(gain * (0.35 + 0.75 * proj) * math.exp(r.normal(0.0, 0.1)), 0.65, 1.6))
+    a_s = -gain * (0.08 + 0.5 * (1.0 - proj)) * float(r.uniform(0.6, 1.4))
+    a_q = -gain * float(r.uniform(0.02, 0.1))
+    a_p = float(np.clip(gain * r.uniform(0.08, 0.18) * (0.6 + 0.4 * proj), 0.06, 0.25))
+    a_t = float(np.clip(math.sqrt(gain) * r.uniform(0.15, 0.45), 0.12, 0.5))
+    mu_p, sd_p = float(r.uniform(-0.22, -0.16)), float(r.uniform(0.02, 0.03))
+    mu_q, sd_q = float(r.uniform(-0.034, -0.026)), float(r.uniform(0.006, 0.009))
+    sd_r = float(r.uniform(0.008, 0.012))
+    mu_s, sd_s = float(r.uniform(0.028, 0.038)), float(r.uniform(0.007, 0.011))
+    mu_t, sd_t = float(r.uniform(0.24, 0.30)), float(r.uniform(0.04, 0.06))
+    edr = float(r.uniform(0.03, 0.1))
+    return _Morphology(axis, a_p, a_q, a_r, a_s, a_t, mu_p, sd_p, mu_q, sd_q, sd_r, mu_s, sd_s, mu_t, sd_t, edr)
 
-    # ---- session layout ----------------------------------------------------------------------------------------
-    order = [states[i] for i in r_order.permutation(n_states)]
-    block_offset = r_order.normal(0.0, 1.5, size=n_states)  # bpm, block-to-block HR variation
+
+def _draw_noise_levels(r: np.random.Generator) -> _NoiseLevels:
+    white, emg = float(r.uniform(0.005, 0.015)), float(r.uniform(0.005, 0.03))
+    resp, drift = float(r.uniform(0.02, 0.1)), float(r.uniform(0.05, 0.2))
+    has_mains = bool(r.uniform() < 0.3)
+    return _NoiseLevels(white, emg, resp, drift, float(r.uniform(0.005, 0.03)) if has_mains else 0.0)
+
+
+def _draw_pulse(r: np.random.Generator) -> _Pulse:
+    return _Pulse(
+        *(float(r.uniform(lo, hi)) for lo, hi in ((0.18, 0.28), (0.10, 0.15), (0.10, 0.14), (0.25, 0.32), (0.3, 0.6)))
+    )
+
+
+def _draw_physiology(r: np.random.Generator) -> _Physiology:
+    rhythm = _draw_rhythm(r)
+    morph, noise, pulse = _draw_morphology(r), _draw_noise_levels(r), _draw_pulse(r)
+    # per-subject, per-known-state response factors (known-state order, drawn last)
+    factor = {name: rhythm.reactivity * math.exp(r.normal(0.0, 0.35)) for name in STATES}
+    return _Physiology(rhythm, morph, noise, pulse, factor)
+
+
+# ---- session: block order and per-block targets ----------------------------------------------------------------
+
+
+def _state_hr(rhythm: _Rhythm, effect: StateEffect, factor: float) -> float:
+    return rhythm.hr0 + effect.hr_bpm * factor
+
+
+def _state_resp(rhythm: _Rhythm, effect: StateEffect, factor: float) -> float:
+    return max(5.0, min(30.0, rhythm.resp0 + effect.resp_bpm * factor))
+
+
+def _session(r: np.random.Generator, states: list[str], phys: _Physiology, block_s: float) -> _Session:
+    order = [states[i] for i in r.permutation(len(states))]
+    block_offset = r.normal(0.0, 1.5, size=len(states))  # bpm, block-to-block HR variation
     block_offset[[i for i, s in enumerate(order) if s == "baseline"]] = 0.0  # resting HR is the baseline
-    starts = np.arange(n_states) * block_s
 
     def per_block(fn: Any) -> np.ndarray:
-        return np.array([fn(STATES[s], state_factor[s]) for s in order], dtype=np.float64)
+        return np.array([fn(STATES[s], phys.state_factor[s]) for s in order], dtype=np.float64)
 
-    hr_b = per_block(lambda e, f: hr0 + e.hr_bpm * f) + block_offset
-    resp_b = per_block(lambda e, f: max(5.0, min(30.0, resp0 + e.resp_bpm * f)))
-    vagal_b = per_block(lambda e, f: e.vagal_log * f)
-    lf_b = per_block(lambda e, f: e.lf_log * f)
-    ptt_b = per_block(lambda e, f: e.ptt_ms * f / 1000.0)
-    ppga_b = per_block(lambda e, f: e.ppg_log * f)
-
-    # ---- continuous processes on the padded time grid --------------------------------------------------------
-    pad = round(_PAD_S * fs)
-    n_all = n + 2 * pad
-    t = (np.arange(n_all) - pad) / fs
-    hr_t = _ramped(hr_b, starts, ramp_s, t)
-    resp_hz = _ramped(resp_b, starts, ramp_s, t) / 60.0
-    resp_hz = resp_hz * (1.0 + 0.06 * _band_noise(r_rr, n_all, fs, 0.0, 0.02))
-    phase = 2.0 * np.pi * np.cumsum(resp_hz) / fs + r_rr.uniform(0.0, 2.0 * np.pi)
-    tidal = 1.0 + 0.15 * _band_noise(r_rr, n_all, fs, 0.0, 0.03)
-    resp = tidal * np.sin(phase + resp_asym * np.sin(phase))  # > 0: inspiration
-    resp_lag = tidal * np.sin(phase - 2 * np.pi * resp_hz * rsa_lag + resp_asym * np.sin(phase))
-
-    def rsa_gain(f: np.ndarray | float) -> np.ndarray | float:
-        return 1.0 / np.sqrt(1.0 + (np.asarray(f) / _RSA_CORNER_HZ) ** 2)
-
-    hf_amp = hf_amp0 * np.exp(_ramped(vagal_b, starts, ramp_s, t)) * rsa_gain(resp_hz) / rsa_gain(resp0 / 60.0)
-    lf_amp = lf_amp0 * np.exp(_ramped(lf_b, starts, ramp_s, t))
-    rr_ms = (
-        -hf_amp * resp_lag
-        + lf_amp * _band_noise(r_rr, n_all, fs, lf_freq, 0.015)
-        + vlf_amp * _band_noise(r_rr, n_all, fs, 0.0, 0.015)
+    rh = phys.rhythm
+    return _Session(
+        order=order,
+        starts=np.arange(len(states)) * block_s,
+        hr=per_block(lambda e, f: _state_hr(rh, e, f)) + block_offset,
+        resp=per_block(lambda e, f: _state_resp(rh, e, f)),
+        vagal=per_block(lambda e, f: e.vagal_log * f),
+        lf=per_block(lambda e, f: e.lf_log * f),
+        ptt=per_block(lambda e, f: e.ptt_ms * f / 1000.0),
+        ppg=per_block(lambda e, f: e.ppg_log * f),
     )
-    rr_t = np.maximum(60.0 / hr_t + rr_ms / 1000.0, 0.3)
 
-    # integral pulse frequency modulation: a beat at every integer crossing of the cumulative phase
-    beat_phase = np.cumsum(1.0 / rr_t) / fs + r_rr.uniform(0.0, 1.0)
+
+# ---- continuous processes on the padded time grid t ------------------------------------------------------------
+
+
+def _breathing(r: np.random.Generator, t: np.ndarray, fs: float, ses: _Session, rh: _Rhythm) -> _Breathing:
+    n = t.size
+    hz = _ramped(ses.resp, ses.starts, rh.ramp_s, t) / 60.0
+    hz = hz * (1.0 + 0.06 * _band_noise(r, n, fs, 0.0, 0.02))
+    phase = 2.0 * np.pi * np.cumsum(hz) / fs + r.uniform(0.0, 2.0 * np.pi)
+    tidal = 1.0 + 0.15 * _band_noise(r, n, fs, 0.0, 0.03)
+    resp = tidal * np.sin(phase + rh.resp_asym * np.sin(phase))
+    lagged = tidal * np.sin(phase - 2 * np.pi * hz * rh.rsa_lag + rh.resp_asym * np.sin(phase))
+    return _Breathing(hz, resp, lagged)
+
+
+def _rsa_gain(f: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / np.sqrt(1.0 + (np.asarray(f) / _RSA_CORNER_HZ) ** 2)
+
+
+def _heart_period(
+    r: np.random.Generator, t: np.ndarray, fs: float, ses: _Session, rh: _Rhythm, br: _Breathing
+) -> np.ndarray:
+    """RR(t) in s: 60/HR + RSA + LF + VLF, never below 0.3 s."""
+    n, ramp = t.size, rh.ramp_s
+    hf_amp = (
+        rh.hf_amp0 * np.exp(_ramped(ses.vagal, ses.starts, ramp, t)) * _rsa_gain(br.hz) / _rsa_gain(rh.resp0 / 60.0)
+    )
+    lf_amp = rh.lf_amp0 * np.exp(_ramped(ses.lf, ses.starts, ramp, t))
+    rr_ms = (
+        -hf_amp * br.lagged
+        + lf_amp * _band_noise(r, n, fs, rh.lf_freq, 0.015)
+        + rh.vlf_amp * _band_noise(r, n, fs, 0.0, 0.015)
+    )
+    return np.maximum(60.0 / _ramped(ses.hr, ses.starts, ramp, t) + rr_ms / 1000.0, 0.3)
+
+
+def _beats(r: np.random.Generator, t: np.ndarray, fs: float, rr_t: np.ndarray, resp: np.ndarray) -> _Beats:
+    """Integral pulse frequency modulation: a beat at every integer crossing of the cumulative phase."""
+    beat_phase = np.cumsum(1.0 / rr_t) / fs + r.uniform(0.0, 1.0)
     fl = np.floor(beat_phase)
     i = np.flatnonzero(np.diff(fl) > 0)
     frac = (fl[i + 1] - beat_phase[i]) / (beat_phase[i + 1] - beat_phase[i])
-    beat_t = t[i] + frac / fs + r_rr.normal(0.0, 0.002, size=i.size)
+    beat_t = t[i] + frac / fs + r.normal(0.0, 0.002, size=i.size)
     rr_beat = np.diff(beat_t, prepend=beat_t[0] - rr_t[i[0]])
     rr_smooth = np.empty_like(rr_beat)  # QT adapts over a few beats
     acc = rr_beat[0]
     for j, v in enumerate(rr_beat):
         acc += 0.3 * (v - acc)
         rr_smooth[j] = acc
-    resp_beat = np.interp(beat_t, t, resp)
-    nb = beat_t.size
+    return _Beats(beat_t, rr_smooth, np.interp(beat_t, t, resp))
 
-    # ---- ECG ---------------------------------------------------------------------------------------------------
-    qt = rr_smooth ** (1.0 / 3.0)
-    pr = rr_smooth**0.15
-    jitter = 1.0 + 0.02 * r_ecg.standard_normal(nb)
-    qrs_mod = (1.0 + edr * resp_beat) * jitter
+
+# ---- signals ---------------------------------------------------------------------------------------------------
+
+
+def _ecg(r: np.random.Generator, beats: _Beats, t: np.ndarray, fs: float, m: _Morphology) -> np.ndarray:
+    """Noise-free ECG: per beat P, Q, R, S and an asymmetric T; QT ∝ RR^(1/3), PR ∝ RR^0.15."""
+    nb = beats.t.size
+    qt = beats.rr_smooth ** (1.0 / 3.0)
+    pr = beats.rr_smooth**0.15
+    jitter = 1.0 + 0.02 * r.standard_normal(nb)
+    qrs_mod = (1.0 + m.edr * beats.resp) * jitter
     ones = np.ones(nb)
-    ecg_waves = [
-        (a_p * jitter, mu_p * pr, sd_p * ones, sd_p * ones),
-        (a_q * qrs_mod, mu_q * ones, sd_q * ones, sd_q * ones),
-        (a_r * qrs_mod, 0.0 * ones, sd_r * ones, sd_r * ones),
-        (a_s * qrs_mod, mu_s * ones, sd_s * ones, sd_s * ones),
-        (a_t * (1.0 + 0.5 * edr * resp_beat) * jitter, mu_t * qt, 1.25 * sd_t * qt, 0.8 * sd_t * qt),
+    waves = [
+        (m.a_p * jitter, m.mu_p * pr, m.sd_p * ones, m.sd_p * ones),
+        (m.a_q * qrs_mod, m.mu_q * ones, m.sd_q * ones, m.sd_q * ones),
+        (m.a_r * qrs_mod, 0.0 * ones, m.sd_r * ones, m.sd_r * ones),
+        (m.a_s * qrs_mod, m.mu_s * ones, m.sd_s * ones, m.sd_s * ones),
+        (m.a_t * (1.0 + 0.5 * m.edr * beats.resp) * jitter, m.mu_t * qt, 1.25 * m.sd_t * qt, 0.8 * m.sd_t * qt),
     ]
-    ecg = _render(beat_t, n_all, fs, t[0], ecg_waves)
+    return _render(beats.t, t.size, fs, t[0], waves)
+
+
+def _add_ecg_noise(
+    ecg: np.ndarray, r: np.random.Generator, t: np.ndarray, fs: float, lv: _NoiseLevels, resp: np.ndarray, noise: float
+) -> None:
+    """Add (in place) white, burst-modulated muscle (EMG), respiratory wander, drift and, in some subjects, mains."""
+    n = t.size
+    emg_env = 0.3 + 1.4 / (1.0 + np.exp(-3.0 * _band_noise(r, n, fs, 0.0, 0.1)))
+    emg = _bandpass_noise(r, n, fs, 20.0, min(150.0, 0.45 * fs)) * emg_env
+    wander = lv.resp * resp + lv.drift * _band_noise(r, n, fs, 0.0, 0.03)
+    ecg += noise * (lv.white * r.standard_normal(n) + lv.emg * emg + wander)
+    if lv.mains > 0 and fs > 2.08 * _MAINS_HZ:
+        ecg += noise * lv.mains * np.sin(2 * np.pi * _MAINS_HZ * t + r.uniform(0.0, 2 * np.pi))
+
+
+def _ppg(
+    r: np.random.Generator,
+    beats: _Beats,
+    br: _Breathing,
+    t: np.ndarray,
+    fs: float,
+    ses: _Session,
+    phys: _Physiology,
+    noise: float,
+) -> np.ndarray:
+    """PPG: systolic and diastolic waves per beat, delayed by the PTT; PTT and amplitude follow the states."""
+    nb, ramp, pulse = beats.t.size, phys.rhythm.ramp_s, phys.pulse
+    ptt = (
+        pulse.ptt0
+        + np.interp(beats.t, t, _ramped(ses.ptt, ses.starts, ramp, t))
+        + 0.005 * beats.resp
+        + r.normal(0.0, 0.003, size=nb)
+    )
+    amp = np.exp(np.interp(beats.t, t, _ramped(ses.ppg, ses.starts, ramp, t))) * (1.0 + 0.1 * beats.resp)
+    amp *= 1.0 + 0.03 * r.standard_normal(nb)
+    sq = np.sqrt(beats.rr_smooth)
+    peak = ptt + pulse.rise
+    ones = np.ones(nb)
+    waves = [
+        (amp, peak, pulse.rise / 2.5 * ones, pulse.fall * sq),
+        (amp * pulse.dia, peak + pulse.dicrotic * sq, 0.07 * ones, 0.09 * sq),
+    ]
+    ppg = _render(beats.t, t.size, fs, t[0], waves)
     if noise > 0:
-        emg_env = 0.3 + 1.4 / (1.0 + np.exp(-3.0 * _band_noise(r_ecg, n_all, fs, 0.0, 0.1)))
-        emg = _bandpass_noise(r_ecg, n_all, fs, 20.0, min(150.0, 0.45 * fs)) * emg_env
-        wander = n_resp * resp + n_drift * _band_noise(r_ecg, n_all, fs, 0.0, 0.03)
-        ecg += noise * (n_white * r_ecg.standard_normal(n_all) + n_emg * emg + wander)
-        if n_mains > 0 and fs > 2.08 * _MAINS_HZ:
-            ecg += noise * n_mains * np.sin(2 * np.pi * _MAINS_HZ * t + r_ecg.uniform(0.0, 2 * np.pi))
-    signals = {"ecg": ecg[pad : pad + n].astype(np.float32)}
-
-    # ---- PPG ---------------------------------------------------------------------------------------------------
-    if p["ppg"]:
-        ptt = (
-            ptt0
-            + np.interp(beat_t, t, _ramped(ptt_b, starts, ramp_s, t))
-            + 0.005 * resp_beat
-            + r_ppg.normal(0.0, 0.003, size=nb)
+        ppg += noise * (
+            0.01 * r.standard_normal(t.size)
+            + r.uniform(0.03, 0.1) * br.resp
+            + r.uniform(0.03, 0.15) * _band_noise(r, t.size, fs, 0.0, 0.03)
         )
-        amp = np.exp(np.interp(beat_t, t, _ramped(ppga_b, starts, ramp_s, t))) * (1.0 + 0.1 * resp_beat)
-        amp *= 1.0 + 0.03 * r_ppg.standard_normal(nb)
-        sq = np.sqrt(rr_smooth)
-        peak = ptt + ppg_rise
-        ppg_waves = [
-            (amp, peak, ppg_rise / 2.5 * ones, ppg_fall * sq),
-            (amp * ppg_dia, peak + ppg_dicrotic * sq, 0.07 * ones, 0.09 * sq),
-        ]
-        ppg = _render(beat_t, n_all, fs, t[0], ppg_waves)
-        if noise > 0:
-            ppg += noise * (
-                0.01 * r_ppg.standard_normal(n_all)
-                + r_ppg.uniform(0.03, 0.1) * resp
-                + r_ppg.uniform(0.03, 0.15) * _band_noise(r_ppg, n_all, fs, 0.0, 0.03)
-            )
-        signals["ppg"] = ppg[pad : pad + n].astype(np.float32)
+    return ppg
 
-    # ---- labels and ground truth -------------------------------------------------------------------------------
-    labels = np.empty(n, dtype=np.int64)
+
+# ---- labels and ground truth -----------------------------------------------------------------------------------
+
+
+def _labels(order: list[str], states: list[str], block: int, fs: float) -> tuple[np.ndarray, dict[str, list]]:
+    """Per-sample labels (``UNLABELLED`` for ``TRANSITION_S`` after each change) and each state's labelled spans."""
+    labels = np.empty(block * len(order), dtype=np.int64)
     trans = min(round(TRANSITION_S * fs), block)
     segments: dict[str, list[tuple[float, float]]] = {s: [] for s in states}
     for j, s in enumerate(order):
@@ -464,43 +607,74 @@ def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
             labels[a : a + trans] = UNLABELLED
             a += trans
         segments[s].append((a / fs, b / fs))
-    in_session = (beat_t >= 0.0) & (beat_t < n / fs)
-    r_peaks = np.round(beat_t[in_session] * fs).astype(np.int64)
-    r_peaks = r_peaks[(r_peaks >= 0) & (r_peaks < n)]
-    state_hr, state_rmssd = {}, {}
-    for s in states:
-        state_hr[s], state_rmssd[s] = _rmssd_and_hr(beat_t, segments[s])
+    return labels, segments
+
+
+def _ground_truth(
+    phys: _Physiology, ses: _Session, beats: _Beats, segments: dict[str, list], n: int, fs: float
+) -> dict[str, Any]:
+    rh, m, factor = phys.rhythm, phys.morph, phys.state_factor
+    in_session = (beats.t >= 0.0) & (beats.t < n / fs)
+    r_peaks = np.round(beats.t[in_session] * fs).astype(np.int64)
+    measured = {s: _rmssd_and_hr(beats.t, spans) for s, spans in segments.items()}
     targets = {
         s: {
-            "hr_bpm": float(hr0 + STATES[s].hr_bpm * state_factor[s]),
-            "resp_rate_bpm": float(max(5.0, min(30.0, resp0 + STATES[s].resp_bpm * state_factor[s]))),
-            "rsa_amp_ms": float(hf_amp0 * math.exp(STATES[s].vagal_log * state_factor[s])),
-            "lf_amp_ms": float(lf_amp0 * math.exp(STATES[s].lf_log * state_factor[s])),
-            "response": float(state_factor[s]),
+            "hr_bpm": float(_state_hr(rh, STATES[s], factor[s])),
+            "resp_rate_bpm": float(_state_resp(rh, STATES[s], factor[s])),
+            "rsa_amp_ms": float(rh.hf_amp0 * math.exp(STATES[s].vagal_log * factor[s])),
+            "lf_amp_ms": float(rh.lf_amp0 * math.exp(STATES[s].lf_log * factor[s])),
+            "response": float(factor[s]),
         }
-        for s in states
+        for s in segments
     }
-    meta = {
-        "baseline_hr": hr0,
-        "resp_rate_bpm": resp0,
-        "rsa_amp_ms": hf_amp0,
-        "lf_amp_ms": lf_amp0,
-        "lf_freq_hz": lf_freq,
-        "reactivity": reactivity,
-        "ramp_s": ramp_s,
-        "block_order": order,
-        "block_start_s": [float(x) for x in starts],
-        "r_peaks": r_peaks,
-        "state_mean_hr": state_hr,
-        "state_rmssd_ms": state_rmssd,
+    return {
+        "baseline_hr": rh.hr0,
+        "resp_rate_bpm": rh.resp0,
+        "rsa_amp_ms": rh.hf_amp0,
+        "lf_amp_ms": rh.lf_amp0,
+        "lf_freq_hz": rh.lf_freq,
+        "reactivity": rh.reactivity,
+        "ramp_s": rh.ramp_s,
+        "block_order": ses.order,
+        "block_start_s": [float(x) for x in ses.starts],
+        "r_peaks": r_peaks[(r_peaks >= 0) & (r_peaks < n)],
+        "state_mean_hr": {s: hr for s, (hr, _) in measured.items()},
+        "state_rmssd_ms": {s: rmssd for s, (_, rmssd) in measured.items()},
         "state_targets": targets,
-        "morphology": {"r_mv": a_r, "s_mv": a_s, "q_mv": a_q, "p_mv": a_p, "t_mv": a_t, "axis_deg": axis},
-        "ptt_s": ptt0,
-        "mains": has_mains,
+        "morphology": {"r_mv": m.a_r, "s_mv": m.a_s, "q_mv": m.a_q, "p_mv": m.a_p, "t_mv": m.a_t, "axis_deg": m.axis},
+        "ptt_s": phys.pulse.ptt0,
+        "mains": phys.noise.mains > 0,
     }
-    rates = {ch: fs for ch in signals}
+
+
+def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
+    fs, states, noise = p["fs"], p["states"], p["noise"]
+    block = round(p["minutes_per_state"] * 60.0 * fs)  # samples per block
+    n = block * len(states)
+    ss = np.random.SeedSequence([p["seed"], index])
+    r_par, r_order, r_rr, r_ecg, r_ppg = (np.random.default_rng(c) for c in ss.spawn(5))
+
+    phys = _draw_physiology(r_par)
+    ses = _session(r_order, states, phys, block / fs)
+    pad = round(_PAD_S * fs)
+    t = (np.arange(n + 2 * pad) - pad) / fs  # padded time grid, so edge beats are complete
+    br = _breathing(r_rr, t, fs, ses, phys.rhythm)
+    beats = _beats(r_rr, t, fs, _heart_period(r_rr, t, fs, ses, phys.rhythm, br), br.resp)
+    ecg = _ecg(r_ecg, beats, t, fs, phys.morph)
+    if noise > 0:
+        _add_ecg_noise(ecg, r_ecg, t, fs, phys.noise, br.resp, noise)
+    signals = {"ecg": ecg[pad : pad + n].astype(np.float32)}
+    if p["ppg"]:
+        signals["ppg"] = _ppg(r_ppg, beats, br, t, fs, ses, phys, noise)[pad : pad + n].astype(np.float32)
+    labels, segments = _labels(ses.order, states, block, fs)
+    meta = _ground_truth(phys, ses, beats, segments, n, fs)
     return SubjectRecording(
-        subject=f"S{index + 1:02d}", signals=signals, rates=rates, labels=labels, label_rate=fs, meta=meta
+        subject=f"S{index + 1:02d}",
+        signals=signals,
+        rates=dict.fromkeys(signals, fs),
+        labels=labels,
+        label_rate=fs,
+        meta=meta,
     )
 
 
@@ -518,9 +692,10 @@ def generate(
 
     Same arguments → bit-identical data; subject ``i`` depends only on ``(seed, i)`` and the other arguments,
     so adding subjects leaves earlier ones unchanged. Invalid parameters raise :class:`SyntheticParamError`
-    (both a ``ValueError`` and an :class:`~ape_nas.errors.UserError`); a state not in :data:`STATES` raises its
-    subclass :class:`UnknownStateError`, whose message lists the known states.
+    (both a ``ValueError`` and a :class:`~ape_nas.errors.KeyedError` keyed ``data.params.<key>``); a state
+    not in :data:`STATES` raises its subclass :class:`UnknownStateError`, whose message lists the known states.
     """
-    p = _check_params(subjects, minutes_per_state, fs, states, ppg, noise, seed)
+    given = {"subjects": subjects, "minutes_per_state": minutes_per_state, "fs": fs, "states": states}
+    p = _check_params({**given, "ppg": ppg, "noise": noise, "seed": seed})
     recs = [_subject(i, p) for i in range(p["subjects"])]
     return BenchmarkData(name=NAME, subjects=recs, class_names=list(p["states"]), params=p)

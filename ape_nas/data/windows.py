@@ -1,10 +1,11 @@
 """Preprocessing of one subject's recording into labelled windows (no torch).
 
-Steps, in order: pick channels → band-pass (optional, per channel) → resample to a common rate (beat-interval
-events become an evenly sampled interval series with NaN in gaps) → align channels on their common time span →
-cut fixed-length windows → window labels by majority with a purity threshold (transitions and unlabelled
-stretches fall out) → signal-quality rejection (NaN runs, flat lines, clipping, beat gaps) → per-subject z-score
-(statistics from that subject's own kept data only) → gaps set to 0 after normalisation.
+Steps, in order: pick channels → band-pass (optional, per channel; :func:`ape_nas.data.filters.bandpass`, the
+HRV beat detector's filter) → resample to a common rate (beat-interval events become an evenly sampled interval
+series with NaN in gaps) → align channels on their common time span → cut fixed-length windows → window labels
+by majority with a purity threshold (transitions and unlabelled stretches fall out) → signal-quality rejection
+(NaN runs, flat lines, clipping, beat gaps) → per-subject z-score (statistics from that subject's own kept data
+only) → gaps set to 0 after normalisation.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from ape_nas.data.filters import bandpass
+from ape_nas.data.intervals import MAX_BEAT_GAP_S, continuous
 from ape_nas.data.quality import QualityConfig, reject
 from ape_nas.data.types import UNLABELLED, SubjectRecording
 from ape_nas.errors import UserError
 
-MAX_BEAT_GAP_S = 3.0  # a beat interval longer than this is a detection gap, not a heartbeat
+__all__ = ["MAX_BEAT_GAP_S", "SubjectWindows", "channel_band", "channel_rate", "events_to_series", "window_subject"]
 
 
 @dataclass
@@ -47,8 +50,9 @@ def _resample(x: np.ndarray, rate: float, target: float) -> np.ndarray:
 def events_to_series(events: np.ndarray, rate: float, end_s: float) -> np.ndarray:
     """Beat events (time, interval) → interval value held from one beat to the next, sampled at ``rate`` from 0 s.
 
-    Samples before the first beat, after the last, and inside gaps (an interval longer than MAX_BEAT_GAP_S or
-    beats missing between two events) are NaN: gaps are marked, never invented.
+    Samples before the first beat, after the last, and inside gaps (:func:`ape_nas.data.intervals.continuous`: an
+    interval longer than MAX_BEAT_GAP_S or beats missing between two events) are NaN: gaps are marked, never
+    invented.
     """
     n = max(0, int(end_s * rate))
     out = np.full(n, np.nan)
@@ -58,10 +62,9 @@ def events_to_series(events: np.ndarray, rate: float, end_s: float) -> np.ndarra
     t = np.arange(n) / rate
     k = np.searchsorted(times, t, side="right")  # index of the next beat after each sample
     inside = (k > 0) & (k < len(times))
-    nxt = np.clip(k, 0, len(times) - 1)
-    # the interval ending at the next beat describes the time since the previous beat
-    span = times[nxt] - times[np.clip(k - 1, 0, len(times) - 1)]
-    ok = inside & (span <= MAX_BEAT_GAP_S) & np.isclose(span, ivals[nxt], atol=0.05)
+    nxt = np.clip(k, 1, len(times) - 1)
+    # the interval ending at the next beat describes the time since the previous beat, unless there is a gap
+    ok = inside & continuous(times, ivals)[nxt - 1]
     out[ok] = ivals[nxt][ok]
     return out
 
@@ -84,7 +87,8 @@ def channel_rate(rec: SubjectRecording, channels: list[str], rate_hz: float | No
     return float(rates.pop())
 
 
-def _band(cfg: dict[str, Any], ch: str) -> list[float] | None:
+def channel_band(cfg: dict[str, Any], ch: str) -> list[float] | None:
+    """The band-pass ``[low, high]`` Hz the ``data`` section ``cfg`` sets for channel ``ch`` (None: unfiltered)."""
     band = cfg.get("bandpass_hz")
     if isinstance(band, dict):
         return band.get(ch)
@@ -111,15 +115,12 @@ def window_subject(
             continue
         x = np.asarray(rec.signals[ch], dtype=np.float64)
         rate = rec.rates[ch]
-        band = _band(cfg, ch)
+        band = channel_band(cfg, ch)
         if band:
-            nyq = rate / 2
-            if band[0] >= nyq:
-                raise UserError(f"data.bandpass_hz: {band} is above the Nyquist frequency of {ch} ({nyq} Hz)")
-            sos = signal.butter(2, [band[0] / nyq, min(band[1] / nyq, 0.99)], btype="bandpass", output="sos")
-            nan = np.isnan(x)
-            x = signal.sosfiltfilt(sos, np.where(nan, np.nanmean(x) if (~nan).any() else 0.0, x))
-            x[nan] = np.nan
+            try:
+                x = bandpass(x, rate, band)
+            except ValueError as exc:
+                raise UserError(f"data.bandpass_hz: channel {ch}: {exc}") from None
         rows.append(_resample(x, rate, fs))
         kinds.append("signal")
         begins.append(rec.offsets.get(ch, 0.0))

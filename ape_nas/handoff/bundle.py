@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ METRICS = "metrics.json"
 CARD = "model_card.md"
 INFO = "bundle.json"
 SUMS = "SHA256SUMS"
+
+#: the ONNX graph's input (windows, float32 (batch, channels, time)) and output (class probabilities)
+INPUT_NAME = "x"
+OUTPUT_NAME = "probabilities"
 
 #: files every bundle has (besides SHA256SUMS), in the order they are listed
 FILES = (MODEL_ONNX, MODEL_TS, PREPROCESSING, METRICS, CARD, INFO)
@@ -121,6 +126,10 @@ class Bundle:
         }
 
     @property
+    def onnx_path(self) -> Path:
+        return self.path / self.info.get("files", {}).get("onnx", MODEL_ONNX)
+
+    @property
     def input_name(self) -> str:
         return str(self.preprocessing["input"]["name"])
 
@@ -171,3 +180,26 @@ def verify_bundle(folder: str | Path) -> Bundle:
 def pickle_files(folder: str | Path) -> list[str]:
     """Names of pickle-based files (by suffix) anywhere under ``folder``: must be empty for a bundle."""
     return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+
+
+def refuse_used_folder(out: Path) -> None:
+    """Bundles are never merged: ``out`` must not exist, or be an empty folder."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"{out}: exists and is not an empty folder; choose a new --out folder (bundles are never merged)"
+        )
+
+
+def write_bundle(stage: Path, out: Path, records: dict[str, dict[str, Any]], card: str) -> None:
+    """Write the JSON ``records`` (file name → content) and the card into ``stage`` (which already holds the
+    models), checksum and verify it, then move it to ``out`` in one rename: a bundle is never half-written."""
+    for name, record in records.items():
+        (stage / name).write_text(json.dumps(record, indent=2, default=float if name == METRICS else str) + "\n")
+    (stage / CARD).write_text(card)
+    write_checksums(stage)
+    verify_bundle(stage)
+    if pickle_files(stage):
+        raise AssertionError(f"pickle files in the bundle: {pickle_files(stage)}")
+    if out.exists():
+        out.rmdir()
+    shutil.move(str(stage), str(out))

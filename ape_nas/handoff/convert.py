@@ -1,16 +1,14 @@
-"""Conversion of a trained network for the bundle: ONNX and TorchScript export, onnxruntime sessions, parity
-against PyTorch (also at other window lengths), batch-1 latency on this CPU."""
+"""Conversion of a trained network for the bundle: ONNX and TorchScript export, parity against PyTorch (also at
+other window lengths), and :func:`convert`, the export step that runs them all and times onnxruntime."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
-import os
-import platform
-import statistics
-import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,11 @@ import torch
 from torch import nn
 
 from ape_nas.errors import UserError
+from ape_nas.handoff.bundle import INPUT_NAME, MODEL_ONNX, MODEL_TS, OUTPUT_NAME
+from ape_nas.handoff.onnx_session import cpu_name, latency, ort_probs, ort_session
 
 PARITY_TOL = 1e-4
 OPSET = 18
-INPUT_NAME = "x"
-OUTPUT_NAME = "probabilities"
 
 
 class Probabilities(nn.Module):
@@ -137,22 +135,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> dict[str
     raise UserError("ONNX export failed: " + "; ".join(f"{a['exporter']}: {a['error']}" for a in attempts))
 
 
-def ort_session(path: Path, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def ort_probs(session: Any, X: np.ndarray, batch: int = 256) -> np.ndarray:
-    out = [
-        session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(X[i : i + batch], dtype=np.float32)})[0]
-        for i in range(0, len(X), batch)
-    ]
-    return np.concatenate(out)
+def max_diff(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(got - expected).max())
 
 
 def other_lengths(X: np.ndarray) -> dict[int, np.ndarray]:
@@ -166,7 +150,7 @@ def check_lengths(run: Any, reference: nn.Module, X: np.ndarray) -> dict[str, An
     results = {}
     for length, x in other_lengths(X[:16]).items():
         try:
-            diff = float(np.abs(run(x) - torch_probs(reference, x)).max())
+            diff = max_diff(run(x), torch_probs(reference, x))
             results[str(length)] = {"runs": True, "max_abs_diff": diff, "ok": diff <= PARITY_TOL}
         except Exception as exc:
             results[str(length)] = {"runs": False, "error": _first_line(exc), "ok": False}
@@ -179,31 +163,75 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> N
         torch.jit.save(traced, str(path))
 
 
-def latency(session_factory: Any, x: np.ndarray, runs: int) -> dict[str, Any]:
-    out = {}
-    for label, threads in (("1_thread", 1), ("default_threads", None)):
-        session = session_factory(threads)
-        feed = {INPUT_NAME: np.ascontiguousarray(x[:1], dtype=np.float32)}
-        for _ in range(min(10, runs)):
-            session.run([OUTPUT_NAME], feed)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            session.run([OUTPUT_NAME], feed)
-            times.append((time.perf_counter() - t) * 1000.0)
-        times.sort()
-        out[label] = {
-            "median_ms": statistics.median(times),
-            "p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-            "runs": runs,
-        }
-    out["default_threads"]["threads"] = os.cpu_count()
-    return out
+@dataclass
+class Conversion:
+    """What :func:`convert` wrote (``model.onnx``, ``model.ts``) and measured."""
+
+    onnx_info: dict[str, Any]  # exporter, opset, attempts
+    parity: float  # max |Δp| onnxruntime vs PyTorch on the test windows
+    ts_parity: float  # the same for TorchScript
+    windows: int
+    onnx_lengths: dict[str, Any]  # check_lengths of each
+    ts_lengths: dict[str, Any]
+    latency: dict[str, Any]
+
+    @property
+    def dynamic_time(self) -> bool:
+        return bool(self.onnx_lengths["dynamic_time"])
 
 
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+def check_parity(
+    run: Callable[[np.ndarray], np.ndarray],
+    model: nn.Module,
+    X: np.ndarray,
+    expected: np.ndarray,
+    what: str,
+    pair: str,
+    note: str = "",
+) -> tuple[float, dict[str, Any]]:
+    """Max |Δp| of an exported model (``run``: windows → probabilities) against PyTorch's ``expected`` on ``X``,
+    a UserError above :data:`PARITY_TOL`; and its :func:`check_lengths`."""
+    parity = max_diff(run(X), expected)
+    if not parity <= PARITY_TOL:
+        raise UserError(
+            f"{what} parity check failed: {pair} probabilities differ by up to {parity:.2e} on the {len(X)} test "
+            f"windows (tolerance {PARITY_TOL:g}){note}"
+        )
+    return parity, check_lengths(run, model, X)
+
+
+def convert(
+    model: nn.Module,
+    X: np.ndarray,
+    expected: np.ndarray,
+    folder: Path,
+    latency_runs: int,
+    step: Callable[[str], None],
+) -> Conversion:
+    """Export ``model`` to ``folder`` as ONNX and TorchScript; each must reproduce ``expected`` (PyTorch's
+    probabilities of the test windows ``X``) within :data:`PARITY_TOL`, else a UserError; then try other window
+    lengths and time onnxruntime at batch 1."""
+    example = torch.from_numpy(np.ascontiguousarray(X[:2], dtype=np.float32))
+    step("exporting ONNX and checking it against PyTorch")
+    onnx_info = export_onnx(model, example, folder / MODEL_ONNX)
+    session = ort_session(folder / MODEL_ONNX)
+    parity, onnx_lengths = check_parity(
+        lambda x: ort_probs(session, x),
+        model,
+        X,
+        expected,
+        "ONNX",
+        "onnxruntime and PyTorch",
+        "; the bundle would not reproduce the model",
+    )
+    step("exporting TorchScript")
+    export_torchscript(model, example, folder / MODEL_TS)
+    with quiet_exporters():
+        scripted = torch.jit.load(str(folder / MODEL_TS))
+    ts_parity, ts_lengths = check_parity(
+        lambda x: torch_probs(scripted, x), model, X, expected, "TorchScript", "model.ts and PyTorch"
+    )
+    step(f"timing onnxruntime at batch 1 ({latency_runs} runs)")
+    lat = latency(lambda threads: ort_session(folder / MODEL_ONNX, threads), X, latency_runs)
+    lat["cpu"] = cpu_name()
+    return Conversion(onnx_info, parity, ts_parity, len(X), onnx_lengths, ts_lengths, lat)

@@ -1,6 +1,6 @@
 """``ape-nas evaluate BUNDLE --data PATH``: a prediction run (:mod:`ape_nas.handoff.predict`) on labelled
 recordings, scored per subject and overall with the metric definitions of training
-(:func:`ape_nas.metrics.classification_metrics`), plus a confusion matrix, as JSON and PNG. No torch.
+(:func:`ape_nas.handoff.scores.score`), plus a confusion matrix, as JSON and PNG. No torch.
 """
 
 from __future__ import annotations
@@ -14,32 +14,12 @@ import numpy as np
 from ape_nas.console import make_console
 from ape_nas.data.types import UNLABELLED
 from ape_nas.errors import UserError
-from ape_nas.handoff.predict import PredictionRun, parse_params, run_prediction
+from ape_nas.handoff.predict import PredictionRun, run_prediction
+from ape_nas.handoff.scores import score
+from ape_nas.metrics import CLASS_METRICS
+from ape_nas.yamlio import parse_assignments
 
-
-def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> list[list[int]]:
-    """Rows: true class, columns: predicted class."""
-    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(int).tolist()
-
-
-def score(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, Any]:
-    """Metrics of training (f1_macro, balanced_accuracy, auroc) plus counts; AUROC is None when a class is absent
-    from ``y`` (undefined; training's torchmetrics would count it as 0)."""
-    from ape_nas.metrics import classification_metrics
-
-    m: dict[str, Any] = (
-        classification_metrics(y, probs, k) if len(y) else dict.fromkeys(("f1_macro", "balanced_accuracy", "auroc"))
-    )
-    if len(y) and len(np.unique(y)) < k:
-        m["auroc"] = None
-    pred = probs.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
-    m.update(
-        windows=len(y),
-        accuracy=float((pred == y).mean()) if len(y) else None,
-        counts=np.bincount(y, minlength=k).astype(int).tolist(),
-        confusion=confusion(y, pred, k),
-    )
-    return m
+COLUMNS = {"balanced_accuracy": "balanced_acc"}  # shorter table headers
 
 
 def evaluation_report(run: PredictionRun) -> dict[str, Any]:
@@ -138,7 +118,8 @@ def print_evaluation(report: dict[str, Any], console: Any = None) -> None:
     console = console or make_console()
     names = report["class_names"]
     table = Table(title=f"evaluation on {report['data']}")
-    for col in ("subject", "windows", *(f"{c} n" for c in names), "f1_macro", "balanced_acc", "auroc", "accuracy"):
+    metric_columns = [COLUMNS.get(m, m) for m in CLASS_METRICS]
+    for col in ("subject", "windows", *(f"{c} n" for c in names), *metric_columns, "accuracy"):
         table.add_column(col, justify="left" if col == "subject" else "right")
 
     def fmt(v: Any) -> str:
@@ -150,10 +131,7 @@ def print_evaluation(report: dict[str, Any], console: Any = None) -> None:
             subject,
             str(m["windows"]),
             *map(str, m["counts"]),
-            fmt(m["f1_macro"]),
-            fmt(m["balanced_accuracy"]),
-            fmt(m["auroc"]),
-            fmt(m["accuracy"]),
+            *(fmt(m[k]) for k in (*CLASS_METRICS, "accuracy")),
         )
     console.print(table)
     cm = report["overall"]["confusion"]
@@ -173,7 +151,7 @@ def cli_evaluate(args: Any) -> int:
     run = run_prediction(
         args.bundle,
         args.data,
-        parse_params(getattr(args, "overrides", None) or []),
+        parse_assignments(getattr(args, "overrides", None)),
         getattr(args, "benchmark", None),
         labelled_only=bool(getattr(args, "labelled_only", False)),
         need_labels=True,

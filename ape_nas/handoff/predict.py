@@ -28,29 +28,12 @@ from ape_nas.data.ids import natural_key
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
 from ape_nas.handoff.bundle import Bundle, verify_bundle
-
-BATCH = 256
-
+from ape_nas.handoff.onnx_session import OnnxModel
+from ape_nas.yamlio import parse_assignments
 
 # ---------------------------------------------------------------------------------------------------------------
 # reading recordings
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``name=value`` reader parameters (values are YAML scalars or lists)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for text in pairs or []:
-        key, sep, raw = text.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {text}: expected name=value, e.g. --set task=phases")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise UserError(f"--set {text}: value {raw!r} is not a valid YAML scalar or list") from None
-    return out
 
 
 def load_recordings(path: str | Path, params: dict[str, Any] | None = None, reader: str | None = None) -> BenchmarkData:
@@ -104,29 +87,6 @@ def _label_lookup(data_classes: list[str], bundle: Bundle, strict: bool) -> np.n
 # ---------------------------------------------------------------------------------------------------------------
 # running the model
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class OnnxModel:
-    """``model.onnx`` of a bundle in onnxruntime (CPU): windows (n, channels, time) float32 → probabilities."""
-
-    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.log_severity_level = 3
-        path = bundle.path / bundle.info.get("files", {}).get("onnx", "model.onnx")
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self.input_name, self.output_name = bundle.input_name, bundle.output_name
-        self.num_classes = len(bundle.class_names)
-
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(windows), self.num_classes), dtype=np.float32)
-        for start in range(0, len(windows), BATCH):
-            x = np.ascontiguousarray(windows[start : start + BATCH], dtype=np.float32)
-            out[start : start + BATCH] = self.session.run([self.output_name], {self.input_name: x})[0]
-        return out
 
 
 @dataclass
@@ -190,7 +150,7 @@ def run_prediction(
     for rec in bench.subjects:  # every recording must fit before anything runs
         check_recording(rec, bundle)
     lut = _label_lookup(bench.class_names, bundle, strict=need_labels)
-    model = OnnxModel(bundle)
+    model = OnnxModel(bundle.onnx_path, bundle.input_name, bundle.output_name)
     out = []
     for rec in bench.subjects:
         lab = np.asarray(rec.labels, dtype=np.int64)
@@ -278,7 +238,7 @@ def print_summary(run: PredictionRun, console: Any = None) -> None:
 def cli_predict(args: Any) -> int:
     """``ape-nas predict BUNDLE --data PATH [--out predictions.csv] [--benchmark NAME] [--set name=value]``."""
     run = run_prediction(
-        args.bundle, args.data, parse_params(getattr(args, "overrides", None) or []), getattr(args, "benchmark", None)
+        args.bundle, args.data, parse_assignments(getattr(args, "overrides", None)), getattr(args, "benchmark", None)
     )
     path = write_predictions(run, getattr(args, "out", None) or "predictions.csv")
     console = make_console()

@@ -94,3 +94,8 @@ def build_model(name: str, in_channels: int, num_classes: int, **arch: Any) -> n
         return family.cls(in_channels, num_classes, **arch)
     except ValueError as exc:  # the families validate their arguments with ValueError
         raise InvalidArchError(f"model family {name!r}: {exc}") from None
+
+
+def arch_defaults() -> dict[str, dict[str, Any]]:
+    """Every family's architecture defaults: ``{family: {argument: default}}`` (for :meth:`Space.sample`)."""
+    return {name: dict(family.arch_defaults) for name, family in sorted(_FAMILIES.items())}

@@ -27,15 +27,16 @@ skipped with a warning.
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ape_nas.data.readers import params
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
+from ape_nas.schema import Field, ParamKeys
 
 NAME = "dreamer"
 VERSION = 1  # bump whenever the data produced for the same file and parameters changes (used in cache keys)
@@ -135,27 +136,14 @@ def _read(file: Path) -> Any:
     return mat["DREAMER"]
 
 
-def _check_params(path: Any, target: Any, threshold: Any, channels: Any, use_baseline: Any) -> Path:
-    if path is None or not isinstance(path, str | Path) or not str(path):
-        raise UserError("dreamer: path is required: DREAMER.mat or the folder holding it")
-    if target not in TARGETS:
-        raise UserError(f"dreamer: target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-        raise UserError(f"dreamer: threshold must be a number (scores above it are 'high'), got {threshold!r}")
-    if isinstance(channels, str) or not isinstance(channels, list | tuple) or not channels:
-        raise UserError(f"dreamer: channels must be a non-empty list from {', '.join(CHANNELS)}, got {channels!r}")
-    unknown = [c for c in channels if c not in CHANNELS]
-    if unknown:
-        raise UserError(f"dreamer: unknown channel(s) {', '.join(map(repr, unknown))}; expected {', '.join(CHANNELS)}")
-    if len(set(channels)) != len(channels):
-        raise UserError(f"dreamer: channels must not repeat, got {list(channels)}")
-    if not isinstance(use_baseline, bool):
-        raise UserError(f"dreamer: use_baseline must be true or false, got {use_baseline!r}")
-    p = Path(path)
-    file = p / "DREAMER.mat" if p.is_dir() else p
-    if not file.is_file():
-        raise UserError(f"dreamer: {file} not found; expected DREAMER.mat or the folder holding it")
-    return file
+FIELDS = {
+    "path": params.path("DREAMER.mat or the folder holding it"),
+    "target": Field(str, "valence", choices=list(TARGETS)),
+    "threshold": Field(float, 3.0, check=params.finite, doc="scores above it are 'high'"),
+    "channels": Field(list, ["ecg"], check=params.names(list(CHANNELS))),
+    "use_baseline": Field(bool, False),
+    "require_labels": params.REQUIRE_LABELS,
+}
 
 
 def load(
@@ -172,10 +160,13 @@ def load(
     ``require_labels=False`` (prediction, inspection): a subject without its ``target`` scores is read
     ``UNLABELLED`` instead of stopping the load.
     """
-    file = _check_params(path, target, threshold, channels, use_baseline)
-    if not isinstance(require_labels, bool):
-        raise UserError(f"dreamer: require_labels must be true or false, got {require_labels!r}")
-    channels = list(channels)
+    given = {"path": path, "target": target, "threshold": threshold, "channels": channels, "use_baseline": use_baseline}
+    channels = params.check({**given, "require_labels": require_labels}, FIELDS)["channels"]
+    if not path:
+        raise ParamKeys().error(("path",), f"required: {FIELDS['path'].doc}")
+    file = Path(path) / "DREAMER.mat" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise UserError(f"dreamer: {file} not found; expected DREAMER.mat or the folder holding it")
     root = _read(file)
     data = _field(root, "Data", "DREAMER", file)
     rate = _number(_field(root, "ECG_SamplingRate", "DREAMER", file), "DREAMER.ECG_SamplingRate", file)
@@ -221,19 +212,12 @@ def load(
         raise UserError(f"{file}: DREAMER.Data is empty; expected one entry per subject")
     if not subjects:
         raise UserError(f"dreamer: no usable subject in {file}: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    params = {
-        "path": str(path),
-        "target": target,
-        "threshold": threshold,
-        "channels": channels,
-        "use_baseline": use_baseline,
-    }
     labelled = any(s.is_labelled() for s in subjects)
     return BenchmarkData(
         name=NAME,
         subjects=subjects,
         class_names=list(CLASS_NAMES),
-        params=params,
+        params={**given, "path": str(path), "channels": channels},
         sources=[str(file)],
         skipped=skipped,
         no_labels="" if labelled else f"dreamer: {file} has no {TARGETS[target]} scores",

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ape_nas.data.ids import natural_sorted
+from ape_nas.data.readers import params
 from ape_nas.data.readers.labels import (
     UNIX_MIN,
     Interval,
@@ -40,6 +41,7 @@ from ape_nas.data.readers.labels import (
 )
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
+from ape_nas.schema import Field
 
 NAME = "e4"
 VERSION = 2  # 2: subjects in natural order of their ids (S2 before S10)
@@ -60,6 +62,14 @@ SIGNAL_FILES: dict[str, tuple[str, int]] = {
 EVENT_FILES: dict[str, str] = {"ibi": "IBI.csv"}
 UNITS = {"bvp": "a.u.", "hr": "bpm", "eda": "uS", "temp": "degC", "acc_x": "g/64", "acc_y": "g/64", "acc_z": "g/64"}
 CHANNELS = [*SIGNAL_FILES, *EVENT_FILES]
+FIELDS = {
+    "path": params.path("a folder of per-subject E4 session folders"),
+    "labels": params.path("label CSV (default <path>/labels.csv)"),
+    "channels": Field(list, ["bvp", "hr", "ibi"], check=params.names(CHANNELS)),
+    "label_rate": params.positive(1.0, "Hz of the labels built from an interval table"),
+    "class_names": Field(list, None, nullable=True, check=params.names()),
+    "require_labels": params.REQUIRE_LABELS,
+}
 # files that make a folder an E4 session folder (one of them is enough)
 SESSION_FILES = ("BVP.csv", "HR.csv", "IBI.csv", "EDA.csv", "TEMP.csv", "ACC.csv")
 
@@ -431,24 +441,6 @@ def _is_interval_table(path: Path) -> bool:
     )
 
 
-def name_list(loader: str, key: str, value: Any, allowed: Sequence[str] | None = None) -> list[str]:
-    """Validate a loader parameter that lists names (channels, subjects): a non-empty list of known strings."""
-    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        what = f"some of {', '.join(allowed)}" if allowed is not None else "names"
-        raise UserError(f"{loader}: {key} must be a non-empty list of {what}, got {value!r}")
-    if not all(isinstance(v, str) for v in value):
-        raise UserError(f"{loader}: {key} must list names (strings), got {value!r}")
-    if len(set(value)) != len(value):
-        raise UserError(f"{loader}: {key} lists a name twice: {value!r}")
-    if allowed is not None:
-        unknown = [v for v in value if v not in allowed]
-        if unknown:
-            raise UserError(
-                f"{loader}: {key}: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(allowed)}"
-            )
-    return list(value)
-
-
 def path_param(loader: str, path: Any, expected: str) -> Path:
     """Validate a loader's ``path`` parameter: an existing folder (errors say what is expected there)."""
     if path is None:
@@ -510,23 +502,23 @@ def e4(
     than skipped, and ``path`` may also be one session folder (the folder holds ``BVP.csv`` …; the subject id is
     the folder's name).
     """
-    root = path_param(NAME, path, "a folder of per-subject E4 session folders")
-    channels = name_list(NAME, "channels", channels, CHANNELS)
-    if class_names is not None:
-        class_names = name_list(NAME, "class_names", class_names)
-    if labels is not None and not isinstance(labels, str | Path):
-        raise UserError(f"e4: labels must be the path of a label CSV, got {labels!r}")
-    if not isinstance(require_labels, bool):
-        raise UserError(f"e4: require_labels must be true or false, got {require_labels!r}")
+    p = params.check(
+        {
+            "path": path,
+            "labels": labels,
+            "channels": channels,
+            "label_rate": label_rate,
+            "class_names": class_names,
+            "require_labels": require_labels,
+        },
+        FIELDS,
+    )
+    root = path_param(NAME, p["path"], "a folder of per-subject E4 session folders")
+    labels, channels, label_rate, class_names = p["labels"], p["channels"], p["label_rate"], p["class_names"]
+    require_labels = p["require_labels"]
     single = any((root / f).is_file() for f in SESSION_FILES)
     if single and require_labels:
         raise UserError(f"e4: {root} is one session folder; expected a folder with one E4 session folder per subject")
-    if (
-        isinstance(label_rate, bool)
-        or not isinstance(label_rate, int | float)
-        or not (label_rate > 0 and math.isfinite(label_rate))
-    ):
-        raise UserError(f"e4: label_rate {label_rate!r} is not a positive number of Hz")
     if single:
         folders = [root]
     else:
@@ -595,10 +587,10 @@ def e4(
         raise UserError(f"e4: no usable subject in {root}: " + "; ".join(f"{s}: {r}" for s, r in skipped.items()))
     if table_read and not any(rec.is_labelled() for rec in subjects):
         no_labels = f"e4: {label_path} labels no second inside any recording"
-    params = {
+    out = {
         "path": str(root),
         "labels": str(label_path) if table_read else None,
         "channels": list(channels),
         "label_rate": label_rate,
     }
-    return BenchmarkData(NAME, subjects, names, params=params, sources=sources, skipped=skipped, no_labels=no_labels)
+    return BenchmarkData(NAME, subjects, names, params=out, sources=sources, skipped=skipped, no_labels=no_labels)

@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from ape_nas.data.ids import natural_sorted
-from ape_nas.data.readers.e4 import NoDataError, name_list, path_param, read_numbers, skip_subject
+from ape_nas.data.readers import params
+from ape_nas.data.readers.e4 import NoDataError, path_param, read_numbers, skip_subject
 from ape_nas.data.readers.labels import UNIX_MIN, check_subjects, intervals_to_labels, parse_time, read_interval_table
 from ape_nas.data.types import BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
@@ -80,6 +81,11 @@ TOP = {
     "check_durations": Field(bool, True, doc="channels of a subject must have about the same duration"),
     "channels": Field(dict, doc="channel name -> {kind, rate, unit}"),
     "subjects": Field(dict, dict, doc="subject id -> {start, any metadata}"),
+}
+FIELDS = {  # the loader's keyword parameters (data.params)
+    "path": params.path(f"a folder with {CONFIG}"),
+    "channels": Field(list, None, nullable=True, check=params.names()),  # some of the declared channels
+    "require_labels": params.REQUIRE_LABELS,
 }
 CHANNEL = {
     "kind": Field(str, "signal", choices=("signal", "events")),
@@ -278,15 +284,15 @@ def load(
     inspection): the label table is optional; without it every subject is read ``UNLABELLED``
     (``BenchmarkData.no_labels`` says why), and a subject without labelled data is kept rather than skipped.
     """
+    p = params.check({"path": path, "channels": channels, "require_labels": require_labels}, FIELDS)
     expected = f"a folder with {CONFIG}, labels.csv and one sub-folder per subject (docs/DATA_FORMATS.md)"
-    root = path_param(NAME, path, expected)
+    root = path_param(NAME, p["path"], expected)
     if not (root / CONFIG).is_file():
         raise UserError(f"{NAME}: {root} has no {CONFIG}; expected {expected}")
-    if not isinstance(require_labels, bool):
-        raise UserError(f"{NAME}: require_labels must be true or false, got {require_labels!r}")
+    require_labels = p["require_labels"]
     doc, cfg = read_config(root / CONFIG)
     declared = list(cfg["channels"])
-    chosen = declared if channels is None else name_list(NAME, "channels", channels, declared)
+    chosen = declared if p["channels"] is None else params.check_names("channels", p["channels"], declared)
     folders = natural_sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
         raise UserError(f"{NAME}: {root} has no subject sub-folders; expected {expected}")
@@ -325,7 +331,7 @@ def load(
         no_labels = f"{NAME}: no label table: {label_path} not found (its name is the labels key of {CONFIG})"
     elif not any(rec.is_labelled() for rec in recs):
         no_labels = f"{NAME}: {label_path} labels no second inside any recording"
-    params = {"path": str(root), "channels": chosen}
+    out = {"path": str(root), "channels": chosen}
     return BenchmarkData(
-        cfg["name"] or root.name, recs, names, params=params, sources=sources, skipped=skipped, no_labels=no_labels
+        cfg["name"] or root.name, recs, names, params=out, sources=sources, skipped=skipped, no_labels=no_labels
     )

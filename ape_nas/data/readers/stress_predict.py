@@ -4,7 +4,7 @@ Layout (a copy of the public Stress-Predict dataset; never downloaded)::
 
     <path>/Raw_data/SXX/{BVP.csv, HR.csv, IBI.csv, tags_SXX.csv}     one E4 session per subject (see readers.e4)
     <path>/Processed_data/Improved_All_Combined_hr_rsp_binary.csv    authors' per-second stress labels (S02..)
-    <path>/Processed_data/Time_logs.csv                              clock times of every protocol phase
+    <path>/Processed_data/Time_logs.xlsx                             clock times of every protocol phase
 
 Tasks (labels at 1 Hz; ``t0`` = the session start of the E4 files):
 
@@ -20,179 +20,64 @@ Tasks (labels at 1 Hz; ``t0`` = the session start of the E4 files):
   *relax*; Consent and the later Questionnaire phase (writing, neither rest nor a stressor), the gaps between
   phases and the time outside the session are unlabelled.
 
-Time_logs quirks handled by :func:`read_time_logs`: two header rows (phase names, then Start/End); a 12-hour
-clock without am/pm (``01:05:00`` after ``12:55:00`` is 13:05): the Start Time is read in lab hours (08:00-19:59,
-so 1-7 o'clock is pm, 12 is noon) and every other time of the row is the reading nearest to it; columns are not
-assumed to be in chronological order (S01's Baseline/Questionnaire column lies after its Stroop and Relax);
-times are UTC on the row's ``Date``; the End Time column is not used (S17's reads 03:11, the session ends 04:08).
+Files: the phase time log is the authors' ``Processed_data/Time_logs.xlsx``, as distributed (a converted
+``Time_logs.csv`` is also accepted; when both are there they must agree: see :mod:`~ape_nas.data.readers.time_logs`,
+which also lists the time log's quirks). Subjects labelled from the per-second file do not need the time log: a
+folder without one still gives S02.. in the ``binary`` task (S01 is skipped, with its reason). The download's
+other files (``ACC.csv``, ``EDA.csv``, ``TEMP.csv`` per subject, ``Questionnaires_scores.xlsx``, ``Readme.docx``)
+are not read.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ape_nas.data.ids import natural_sorted
-from ape_nas.data.readers.e4 import NoDataError, name_list, path_param, read_session, skip_subject
+from ape_nas.data.readers import params, time_logs
+from ape_nas.data.readers.e4 import NoDataError, path_param, read_session, skip_subject
+from ape_nas.data.readers.time_logs import Phase, TimeLog, read_folder_time_logs, read_time_logs
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
+from ape_nas.schema import Field
 
 NAME = "stress-predict"
 VERSION = 1
 
 BINARY_FILE = "Processed_data/Improved_All_Combined_hr_rsp_binary.csv"
-TIME_LOGS = "Processed_data/Time_logs.csv"
+TIME_LOGS, TIME_LOGS_CSV = time_logs.XLSX, time_logs.CSV  # the authors' spreadsheet; a converted copy
 TASKS: dict[str, list[str]] = {
     "binary": ["no-stress", "stress"],
     "phases": ["baseline", "stroop", "interview", "hyperventilation", "relax"],
 }
 CHANNELS = ("bvp", "hr", "ibi")
 STRESS_PHASES = ("stroop", "interview", "hyperventilation")
-# Time_logs phase header (lower case, spelling as in the file and corrected) -> class in the phases task
-PHASE_KINDS: dict[str, str | None] = {
-    "consent": None,
-    "baseline/questionniare": "baseline",
-    "baseline/questionnaire": "baseline",
-    "baseline": "baseline",
-    "stroop test": "stroop",
-    "stroop": "stroop",
-    "relax": "relax",
-    "interview": "interview",
-    "hyperventilation": "hyperventilation",
-    "questionniare": None,
-    "questionnaire": None,
-    "relax/baseline": "relax",
+NO_TIME_LOG = "no time log (Processed_data/Time_logs.xlsx or Time_logs.csv)"
+FIELDS = {
+    "path": params.path("the Stress-Predict folder (Raw_data/, Processed_data/)"),
+    "task": Field(str, "binary", choices=tuple(TASKS)),
+    "channels": Field(list, list(CHANNELS), check=params.names(CHANNELS)),
+    "subjects": Field(list, None, nullable=True, check=params.names()),
+    "require_labels": params.REQUIRE_LABELS,
 }
-LAB_DAY_START_H = 8  # a Start Time hour below this (1-7) is pm
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
-
-@dataclass(frozen=True)
-class Phase:
-    """One protocol phase of one subject: header as in the file, its class (None = unlabelled), unix times."""
-
-    column: str
-    kind: str | None
-    start: float
-    end: float
-
-
-@dataclass
-class TimeLog:
-    """One row of Time_logs.csv."""
-
-    subject: str
-    line: int
-    date: str
-    session_id: str
-    day: str
-    phases: list[Phase] = field(default_factory=list)
-
-    @property
-    def start(self) -> float:
-        return min(p.start for p in self.phases)
-
-    @property
-    def end(self) -> float:
-        return max(p.end for p in self.phases)
-
-
-def _clock(text: str, where: str) -> tuple[int, int]:
-    """``HH:MM[:SS]`` → (hour, seconds after the full hour)."""
-    m = _CLOCK.match(text.strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59 or int(m.group(3) or 0) > 59:
-        raise UserError(f"{where}: {text!r} is not a clock time; expected HH:MM:SS")
-    return int(m.group(1)), int(m.group(2)) * 60 + int(m.group(3) or 0)
-
-
-def _anchor(hour: int, rest: int) -> int:
-    """The session Start Time in seconds of the day, read in lab hours (08:00-19:59)."""
-    if 0 < hour < LAB_DAY_START_H:
-        hour += 12
-    return hour * 3600 + rest
-
-
-def _nearest(hour: int, rest: int, anchor: int) -> int:
-    """A 12-hour clock reading → the seconds of the day (am or pm) nearest to ``anchor``."""
-    if hour > 12:
-        return hour * 3600 + rest
-    candidates = [(hour % 12) * 3600 + rest, (hour % 12 + 12) * 3600 + rest]
-    return min(candidates, key=lambda s: abs(s - anchor))
-
-
-def read_time_logs(path: str | Path) -> dict[str, TimeLog]:
-    """Read Time_logs.csv → subject → its phases in unix seconds (quirks: see the module docstring)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: file not found; expected the Stress-Predict phase time log")
-    with p.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    if len(rows) < 2:
-        raise UserError(f"{p}: {len(rows)} line(s); expected two header rows (phase names, then Start/End) and data")
-    names = [c.strip() for c in rows[0]]
-    subs = [c.strip().lower() for c in rows[1]] + [""] * len(names)
-    lower = [n.lower() for n in names]
-    for need in ("s. id.", "start time", "date"):
-        if need not in lower:
-            raise UserError(f"{p}:1: no {need!r} column; expected the Stress-Predict Time_logs header")
-    c_id, c_start, c_date = lower.index("s. id."), lower.index("start time"), lower.index("date")
-    c_session = lower.index("session id") if "session id" in lower else None
-    phase_cols: list[tuple[int, str, str | None]] = []
-    counts: dict[str, int] = {}
-    for c, name in enumerate(names):
-        if subs[c] != "start":
-            continue
-        if subs[c + 1] != "end" or (c + 1 < len(names) and names[c + 1]):
-            raise UserError(f"{p}:2: phase {name!r} has no End column right after its Start; expected Start,End pairs")
-        if name.lower() not in PHASE_KINDS:
-            raise UserError(f"{p}:1: unknown phase {name!r}; expected one of {', '.join(sorted(set(PHASE_KINDS)))}")
-        counts[name] = counts.get(name, 0) + 1
-        label = name if counts[name] == 1 else f"{name} #{counts[name]}"
-        phase_cols.append((c, label, PHASE_KINDS[name.lower()]))
-    if not phase_cols:
-        raise UserError(f"{p}:2: no Start/End phase columns; expected the Stress-Predict Time_logs header")
-    out: dict[str, TimeLog] = {}
-    for lineno, row in enumerate(rows[2:], start=3):
-        if not row or all(not c.strip() for c in row):
-            continue
-        row = [c.strip() for c in row] + [""] * (len(names) - len(row))
-        where = f"{p}:{lineno}"
-        sid = row[c_id]
-        if not re.fullmatch(r"S\d+", sid):
-            raise UserError(f"{where}: subject {sid!r} is not an id like S01")
-        if sid in out:
-            raise UserError(f"{where}: subject {sid} appears twice (first on line {out[sid].line})")
-        try:
-            day = datetime.fromisoformat(row[c_date]).replace(tzinfo=UTC)
-        except ValueError:
-            raise UserError(f"{where}: Date {row[c_date]!r} is not a date; expected YYYY-MM-DD") from None
-        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        anchor = _anchor(*_clock(row[c_start], f"{where}: Start Time"))
-        log = TimeLog(sid, lineno, day.date().isoformat(), row[c_session] if c_session is not None else "", "")
-        log.day = next((c for c in row if c.lower().startswith("day ")), "")
-        for c, label, kind in phase_cols:
-            a_text, b_text = row[c], row[c + 1]
-            if not a_text and not b_text:
-                continue
-            if not a_text or not b_text:
-                raise UserError(f"{where}: phase {label!r} has only one of Start/End; expected both or neither")
-            a = midnight + _nearest(*_clock(a_text, f"{where}: {label} Start"), anchor)
-            b = midnight + _nearest(*_clock(b_text, f"{where}: {label} End"), anchor)
-            if b <= a:
-                raise UserError(f"{where}: phase {label!r} ends ({b_text}) before it starts ({a_text})")
-            log.phases.append(Phase(label, kind, a, b))
-        if not log.phases:
-            raise UserError(f"{where}: subject {sid} has no phase times")
-        out[sid] = log
-    return out
+__all__ = [
+    "BINARY_FILE",
+    "NAME",
+    "TASKS",
+    "TIME_LOGS",
+    "TIME_LOGS_CSV",
+    "Phase",
+    "TimeLog",
+    "load",
+    "read_binary_labels",
+    "read_time_logs",
+]
 
 
 def read_binary_labels(path: str | Path) -> dict[str, tuple[float, np.ndarray]]:
@@ -278,6 +163,55 @@ def _labels_from_front(labels: np.ndarray, offset: float) -> tuple[np.ndarray, f
     return labels[cut:], offset + cut
 
 
+def _labels(
+    root: Path, task: str, require_labels: bool
+) -> tuple[dict[str, TimeLog], dict[str, tuple[float, np.ndarray]], list[Path], str]:
+    """The label files of a folder: (time logs, authors' per-second labels, files read, why there are no labels).
+
+    The ``phases`` task needs the time log; ``binary`` needs the per-second file, and the time log only for the
+    subjects without rows there. Without ``require_labels`` every label file is optional.
+    """
+    logs, files = read_folder_time_logs(root)
+    if task == "phases" and not files and require_labels:
+        raise UserError(f"{root / time_logs.XLSX}: {time_logs.NOT_FOUND}")
+    binary: dict[str, tuple[float, np.ndarray]] = {}
+    if task == "binary" and (require_labels or (root / BINARY_FILE).is_file()):
+        binary = read_binary_labels(root / BINARY_FILE)
+        files.append(root / BINARY_FILE)
+    no_labels = ""
+    if not files:
+        wanted = [f"{root / time_logs.XLSX} (or .csv)", *([str(root / BINARY_FILE)] if task == "binary" else [])]
+        no_labels = f"{NAME}: no label files ({', '.join(wanted)} not found)"
+    return logs, binary, files, no_labels
+
+
+def _label_subject(
+    rec: SubjectRecording, task: str, log: TimeLog | None, binary: dict[str, tuple[float, np.ndarray]], log_name: str
+) -> None:
+    """Labels (1 Hz) and the time log's facts of one recording: authors' per-second labels first, else the log."""
+    assert rec.t0 is not None
+    if log is not None:
+        rec.meta.update(date=log.date, day=log.day, session_id=log.session_id)
+        rec.meta["phases"] = [(ph.column, ph.kind, ph.start - rec.t0, ph.end - rec.t0) for ph in log.phases]
+        if abs(log.start - rec.t0) > 3600:
+            warnings.warn(
+                f"{NAME}: {rec.subject}: {log_name} session starts {(log.start - rec.t0) / 3600:+.1f} h from the "
+                "recording start; check its clock times",
+                UserWarning,
+                stacklevel=3,
+            )
+    if task == "binary" and rec.subject in binary:
+        first, lab = binary[rec.subject]
+        rec.labels, rec.label_offset = _labels_from_front(lab, first - rec.t0)
+        rec.meta["label_source"] = Path(BINARY_FILE).name
+    elif log is not None:
+        rec.labels, rec.label_offset = time_log_labels(log, task, rec.t0, rec.duration_s()), 0.0
+        rec.meta["label_source"] = log_name
+    else:
+        rec.labels = np.empty(0, dtype=np.int64)
+    rec.label_rate = 1.0
+
+
 def load(
     *,
     path: str | None = None,
@@ -293,30 +227,25 @@ def load(
     truncated files or without labelled seconds is skipped with a warning and its reason in ``skipped``.
     ``require_labels=False`` (prediction, inspection): the label files under ``Processed_data/`` are optional, and
     a subject without labelled seconds is kept, ``UNLABELLED``, rather than skipped.
+
+    Example:
+        >>> data = load(path="../shared/data/stress-predict", subjects=["S02"], channels=["hr"])  # doctest: +SKIP
+        >>> data.subjects[0].meta["label_source"]  # doctest: +SKIP
+        'Improved_All_Combined_hr_rsp_binary.csv'
     """
-    root = _root(path)
-    if not isinstance(task, str) or task not in TASKS:
-        raise UserError(f"{NAME}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    channels = name_list(NAME, "channels", channels, CHANNELS)
-    if not isinstance(require_labels, bool):
-        raise UserError(f"{NAME}: require_labels must be true or false, got {require_labels!r}")
+    p = params.check(
+        {"path": path, "task": task, "channels": channels, "subjects": subjects, "require_labels": require_labels},
+        FIELDS,
+    )
+    root, task, channels, require_labels = _root(p["path"]), p["task"], p["channels"], p["require_labels"]
     raw = (d.name for d in (root / "Raw_data").iterdir() if d.is_dir() and re.fullmatch(r"S\d+", d.name))
     found = natural_sorted(raw)
-    ids = found if subjects is None else name_list(NAME, "subjects", subjects, found)
+    ids = found if p["subjects"] is None else params.check_names("subjects", p["subjects"], found)
     if not ids:
         raise UserError(f"{NAME}: {root / 'Raw_data'} has no subject folders (S01, S02, …)")
-    label_files = [TIME_LOGS, *([BINARY_FILE] if task == "binary" else [])]
-    absent = [f for f in label_files if not (root / f).is_file()]
-    no_labels = ""
-    if absent and not require_labels:  # labels from the files that exist (Time_logs alone gives both tasks)
-        label_files = [f for f in label_files if f not in absent]
-        if not label_files:
-            no_labels = f"{NAME}: no label files ({', '.join(str(root / f) for f in absent)} not found)"
-    logs = read_time_logs(root / TIME_LOGS) if TIME_LOGS in label_files else {}
-    binary: dict[str, tuple[float, np.ndarray]] = {}
-    if BINARY_FILE in label_files:
-        binary = read_binary_labels(root / BINARY_FILE)
-    sources = [str(root / f) for f in label_files]
+    logs, binary, label_files, no_labels = _labels(root, task, require_labels)
+    log_name = next((f.name for f in label_files if f.name.startswith("Time_logs")), "")
+    sources = [str(f) for f in label_files]
     recs: list[SubjectRecording] = []
     skipped: dict[str, str] = {}
     for sid in ids:
@@ -327,34 +256,13 @@ def load(
             continue
         sources += rec.meta.pop("files")
         log = logs.get(sid)
-        duration = rec.duration_s()
-        assert rec.t0 is not None
-        if log is not None:
-            rec.meta.update(date=log.date, day=log.day, session_id=log.session_id)
-            rec.meta["phases"] = [(ph.column, ph.kind, ph.start - rec.t0, ph.end - rec.t0) for ph in log.phases]
-            if abs(log.start - rec.t0) > 3600:
-                warnings.warn(
-                    f"{NAME}: {sid}: Time_logs session starts {(log.start - rec.t0) / 3600:+.1f} h from the "
-                    "recording start; check its clock times",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        if task == "binary" and sid in binary:
-            first, lab = binary[sid]
-            rec.labels, rec.label_offset = _labels_from_front(lab, first - rec.t0)
-            rec.meta["label_source"] = Path(BINARY_FILE).name
-        elif log is not None:
-            rec.labels, rec.label_offset = time_log_labels(log, task, rec.t0, duration), 0.0
-            rec.meta["label_source"] = Path(TIME_LOGS).name
-        else:
-            rec.labels = np.empty(0, dtype=np.int64)
-        rec.label_rate = 1.0
+        _label_subject(rec, task, log, binary, log_name)
         if not rec.is_labelled():
             if not label_files:
                 reason = no_labels
             elif log is None and not (task == "binary" and sid in binary):
                 where = f"no rows in {Path(BINARY_FILE).name} and " if task == "binary" else ""
-                reason = f"no labelled data: {where}no row in {Path(TIME_LOGS).name}"
+                reason = f"no labelled data: {where}" + (f"no row in {log_name}" if log_name else NO_TIME_LOG)
             else:
                 reason = f"no labelled data: its {task} labels lie outside the recording"
             if require_labels:
@@ -367,7 +275,7 @@ def load(
         raise UserError(f"{NAME}: no usable subject in {root}: " + "; ".join(f"{s}: {r}" for s, r in skipped.items()))
     if not no_labels and not any(rec.is_labelled() for rec in recs):
         no_labels = f"{NAME}: the {task} labels cover no second of the recordings"
-    params = {"path": str(root), "task": task, "channels": list(channels), "subjects": ids}
+    out = {"path": str(root), "task": task, "channels": list(channels), "subjects": ids}
     return BenchmarkData(
-        NAME, recs, list(TASKS[task]), params=params, sources=sources, skipped=skipped, no_labels=no_labels
+        NAME, recs, list(TASKS[task]), params=out, sources=sources, skipped=skipped, no_labels=no_labels
     )

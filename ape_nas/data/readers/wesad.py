@@ -39,8 +39,10 @@ from typing import Any
 import numpy as np
 
 from ape_nas.data.ids import natural_sorted
+from ape_nas.data.readers import params
 from ape_nas.data.types import UNLABELLED, BenchmarkData, SubjectRecording
 from ape_nas.errors import UserError
+from ape_nas.schema import Field, ParamKeys
 
 NAME = "wesad"
 VERSION = 1  # bump whenever the data produced for the same files and parameters changes (used in cache keys)
@@ -119,33 +121,14 @@ def _unpickle(file: Path) -> Any:
         ) from None
 
 
-def _check_params(path: Any, trust_pickle: Any, channels: Any, classes: Any, subjects: Any) -> tuple[Path, list, list]:
-    if path is None or not isinstance(path, str | Path) or not str(path):
-        raise UserError("wesad: path is required: the unpacked WESAD folder holding S2/S2.pkl, S3/S3.pkl, …")
-    if not isinstance(trust_pickle, bool):
-        raise UserError(f"wesad: trust_pickle must be true or false, got {trust_pickle!r}")
-    for key, value, known in (("channels", channels, list(CHANNELS)), ("classes", classes, list(LABEL_CODES.values()))):
-        if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-            raise UserError(f"wesad: {key} must be a non-empty list from {', '.join(known)}, got {value!r}")
-        unknown = [v for v in value if v not in known]
-        if unknown:
-            raise UserError(
-                f"wesad: unknown {key} {', '.join(map(repr, unknown))}; expected names from {', '.join(known)}"
-            )
-        if len(set(value)) != len(value):
-            raise UserError(f"wesad: {key} must not repeat, got {list(value)}")
-    if subjects is not None and (
-        isinstance(subjects, str)
-        or not isinstance(subjects, list | tuple)
-        or not subjects
-        or not all(isinstance(s, str) for s in subjects)
-    ):
-        raise UserError(f"wesad: subjects must be a non-empty list of subject ids such as S2, got {subjects!r}")
-    root = Path(path)
-    if not root.is_dir():
-        what = "is a file" if root.exists() else "not found"
-        raise UserError(f"wesad: path {root}: {what}; expected the unpacked WESAD folder holding S2/S2.pkl, …")
-    return root, list(channels), list(classes)
+FIELDS = {
+    "path": params.path("the unpacked WESAD folder holding S2/S2.pkl, S3/S3.pkl, …"),
+    "trust_pickle": Field(bool, False),
+    "channels": Field(list, ["ecg"], check=params.names(list(CHANNELS))),
+    "classes": Field(list, ["baseline", "stress"], check=params.names(list(LABEL_CODES.values()))),
+    "subjects": Field(list, None, nullable=True, check=params.names()),
+    "require_labels": params.REQUIRE_LABELS,
+}
 
 
 def _array(d: Any, keys: tuple[str, ...], file: Path) -> np.ndarray:
@@ -230,9 +213,15 @@ def load(
     ``require_labels=False`` (prediction, inspection): a subject with no sample of ``classes`` is kept,
     ``UNLABELLED``, rather than skipped.
     """
-    root, channels, classes = _check_params(path, trust_pickle, channels, classes, subjects)
-    if not isinstance(require_labels, bool):
-        raise UserError(f"wesad: require_labels must be true or false, got {require_labels!r}")
+    given = {"path": path, "trust_pickle": trust_pickle, "channels": channels, "classes": classes, "subjects": subjects}
+    p = params.check({**given, "require_labels": require_labels}, FIELDS)
+    channels, classes, subjects = p["channels"], p["classes"], p["subjects"]
+    if not p["path"]:
+        raise ParamKeys().error(("path",), f"required: {FIELDS['path'].doc}")
+    root = Path(p["path"])
+    if not root.is_dir():
+        what = "is a file" if root.exists() else "not found"
+        raise UserError(f"wesad: path {root}: {what}; expected the unpacked WESAD folder holding S2/S2.pkl, …")
     found = {p.name: p / f"{p.name}.pkl" for p in root.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)}
     skipped: dict[str, str] = {}
     if subjects is None:
@@ -273,19 +262,12 @@ def load(
         recs.append(rec)
     if not recs:
         raise UserError(f"wesad: no usable subject in {root}: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    params = {
-        "path": str(path),
-        "trust_pickle": trust_pickle,
-        "channels": channels,
-        "classes": classes,
-        "subjects": subjects,
-    }
     no_labels = "" if any(r.is_labelled() for r in recs) else f"wesad: no sample of the classes {', '.join(classes)}"
     return BenchmarkData(
         name=NAME,
         subjects=recs,
         class_names=classes,
-        params=params,
+        params={**given, "path": str(path), "channels": channels, "classes": classes, "subjects": subjects},
         sources=sources,
         skipped=skipped,
         no_labels=no_labels,

@@ -1,4 +1,4 @@
-"""All MLflow calls in one place: the sweep's parent run, nested trial runs, states, tags and artifacts.
+"""The write side of the store: the sweep's experiment and parent run, nested trial runs, their states.
 
 Runs are addressed by id through ``MlflowClient`` (no global "active run"), so a trial can be logged from any
 process that knows the tracking URI and its run id. States: a trial run ends ``complete`` (MLflow FINISHED),
@@ -7,87 +7,27 @@ process that knows the tracking URI and its run id. States: a trial run ends ``c
 
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ape_nas.dburl import hide_password, with_pg_driver
 from ape_nas.spec import TrialSpec
-
-STATE_TAG = "ape_nas.state"
-ROLE_TAG = "ape_nas.role"
-NOTE_TAG = "ape_nas.note"
-PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for nested runs
-COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own tag, shown as "Source" in its UI
-RUN_ID_ATTR = "mlflow_run_id"  # study/trial user attributes (backends) that point into the store
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
-EXPERIMENT_ATTR = "mlflow_experiment_id"
-_MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
-_NAMED_STATES = ("pruned", "failed")  # shown in the run name at close: `trial-0003 (pruned)`
-
-
-def strip_state(run_name: str) -> str:
-    """``trial-0003 (pruned)`` → ``trial-0003``: the run name as created, whatever state it ended in."""
-    for state in _NAMED_STATES:
-        suffix = f" ({state})"
-        if run_name.endswith(suffix):
-            return run_name[: -len(suffix)]
-    return run_name
-
-
-def default_tracking_uri(workdir: Path) -> str:
-    return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
-
-
-def ui_url(tracking_uri: str) -> str | None:
-    return tracking_uri if tracking_uri.startswith(("http://", "https://")) else None
-
-
-def quiet_mlflow() -> None:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow  # noqa: F401  (configures its loggers on import: set levels after)
-
-    for name in ("mlflow", "alembic", "alembic.runtime.migration", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _client(tracking_uri: str) -> Any:
-    quiet_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=with_pg_driver(tracking_uri, f"tracking URI {hide_password(tracking_uri)}"))
-
-
-def _checked(call: Any, tracking_uri: str) -> Any:
-    """The first request to a tracking server: refused credentials become one line, not a traceback."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return call()
-    except MlflowException as exc:
-        text = str(exc)
-        if "401" in text or "403" in text or "Unauthorized" in text or "Permission" in text:
-            from ape_nas.errors import UserError
-
-            raise UserError(
-                f"MLflow at {hide_password(tracking_uri)} refused the request ({text.splitlines()[0][:120]}); "
-                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server"
-            ) from None
-        raise
+from ape_nas.tracking.client import checked, git_commit, make_client, mlflow_error
+from ape_nas.tracking.names import (
+    COMMIT_TAG,
+    DIGEST_TAG,
+    NAMED_STATES,
+    NOTE_TAG,
+    NUMBER_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    RUN_STATUS,
+    STATE_TAG,
+    strip_state,
+    ui_url,
+)
 
 
 def _stringify(value: Any) -> str:
@@ -102,7 +42,7 @@ class TrialRun:
         self.tracking_uri = tracking_uri
         self.run_id = run_id
         self.name = name  # the run name without a state suffix, when known (else read at close)
-        self._client = _client(tracking_uri)
+        self._client = make_client(tracking_uri)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -133,6 +73,10 @@ class TrialRun:
     def log_figure(self, figure: Any, name: str) -> None:
         self._client.log_figure(self.run_id, figure, name)
 
+    def mark_running(self) -> None:
+        """Show the run as RUNNING again (a worker's parent run while its trials run)."""
+        self._client.update_run(self.run_id, status="RUNNING")
+
     def close(self, state: str, note: str | None = None) -> None:
         """End the run in ``state``; a pruned or failed run is renamed ``<name> (pruned)`` / ``<name> (failed)``.
 
@@ -140,12 +84,12 @@ class TrialRun:
         difference visible there. The state itself stays in the tag ``ape_nas.state``."""
         tags = {STATE_TAG: state}
         if note:
-            tags["ape_nas.note"] = note
+            tags[NOTE_TAG] = note
         self.set_tags(tags)
-        if state in _NAMED_STATES:
+        if state in NAMED_STATES:
             base = self.name if self.name is not None else self._client.get_run(self.run_id).info.run_name or ""
             self._client.update_run(self.run_id, name=f"{strip_state(base)} ({state})")
-        self._client.set_terminated(self.run_id, _MLFLOW_STATUS[state])
+        self._client.set_terminated(self.run_id, RUN_STATUS[state])
 
 
 class SweepTracker:
@@ -154,8 +98,8 @@ class SweepTracker:
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_root: Path | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
-        self._client = _client(tracking_uri)
-        exp = _checked(lambda: self._client.get_experiment_by_name(experiment_name), tracking_uri)
+        self._client = make_client(tracking_uri)
+        exp = checked(lambda: self._client.get_experiment_by_name(experiment_name), tracking_uri)
         if exp is None:
             location = None
             if artifact_root is not None and ui_url(tracking_uri) is None:
@@ -178,24 +122,36 @@ class SweepTracker:
     def open_parent(self, run_id: str | None, name: str, tags: dict[str, Any], params: dict[str, Any]) -> TrialRun:
         """Resume the recorded parent run if it exists in this store, else start one."""
         if run_id is not None:
-            try:
-                run = self._client.get_run(run_id)
-                if run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active":
-                    self._parent_was = run.info.status
-                    self._client.update_run(run_id, status="RUNNING")
-                    self.parent = TrialRun(self.tracking_uri, run_id)
-                    self.parent.set_tags({"ape_nas.resumed": "true"})
-                    return self.parent
-            except Exception:
-                pass
+            run = self._existing(run_id)
+            if (
+                run is not None
+                and run.info.experiment_id == self.experiment_id
+                and run.info.lifecycle_stage == "active"
+            ):
+                self._parent_was = run.info.status
+                self._client.update_run(run_id, status="RUNNING")
+                self.parent = TrialRun(self.tracking_uri, run_id)
+                self.parent.set_tags({"ape_nas.resumed": "true"})
+                return self.parent
         all_tags = {ROLE_TAG: "sweep", **tags}
         if self.commit:
-            all_tags["mlflow.source.git.commit"] = self.commit
+            all_tags[COMMIT_TAG] = self.commit
         run = self._client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()})
         self._parent_was = ""
         self.parent = TrialRun(self.tracking_uri, run.info.run_id)
         self.parent.log_params(params)
         return self.parent
+
+    def _existing(self, run_id: str) -> Any:
+        """The run, or None when this store has no run with that id (a parent recorded in another store).
+
+        Any other error (server down, refused credentials) is raised: it must not start a second parent run."""
+        try:
+            return self._client.get_run(run_id)
+        except mlflow_error() as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+                return None
+            raise
 
     def undo_parent(self, delete: bool = True) -> None:
         """Undo :meth:`open_parent` after a failed start: a new parent run (and a new experiment) is ended and
@@ -214,17 +170,17 @@ class SweepTracker:
     def start_trial(self, number: int, spec: TrialSpec, extra_tags: dict[str, Any] | None = None) -> TrialRun:
         assert self.parent is not None, "open_parent() first"
         tags = {
-            "mlflow.parentRunId": self.parent.run_id,
+            PARENT_TAG: self.parent.run_id,
             ROLE_TAG: "trial",
             STATE_TAG: "running",
-            "ape_nas.trial_number": str(number),
+            NUMBER_TAG: str(number),
             "ape_nas.seed": str(spec.seed),
             "ape_nas.model": spec.model,
-            "ape_nas.spec_digest": spec.digest(),
+            DIGEST_TAG: spec.digest(),
             **(extra_tags or {}),
         }
         if self.commit:
-            tags["mlflow.source.git.commit"] = self.commit
+            tags[COMMIT_TAG] = self.commit
         run = self._client.create_run(
             self.experiment_id, run_name=f"trial-{number:04d}", tags={k: str(v) for k, v in tags.items()}
         )
@@ -260,11 +216,5 @@ class SweepTracker:
     def trial_runs(self) -> list[Any]:
         """All nested trial runs of the parent (for status checks and tests)."""
         assert self.parent is not None
-        query = f"tags.mlflow.parentRunId = '{self.parent.run_id}'"
+        query = f"tags.{PARENT_TAG} = '{self.parent.run_id}'"
         return list(self._client.search_runs([self.experiment_id], query, max_results=10000))
-
-
-def write_temp(text: str, name: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="ape-nas-")) / name
-    path.write_text(text)
-    return path

@@ -1,0 +1,94 @@
+"""``ape-nas status`` (the trials of a sweep) and ``ape-nas best`` (its best trial and TrialSpec)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ape_nas.commands.common import Command, backend_arg, console, set_args, workdir_args
+from ape_nas.errors import UserError
+
+STATES = ("complete", "pruned", "failed", "running", "interrupted")
+
+
+def study_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment YAML file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    backend_arg(p)
+    workdir_args(p)
+    set_args(p)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from ape_nas.config.flags import flag_overrides
+    from ape_nas.dburl import hide_password
+    from ape_nas.progress import best_of, summary_table
+    from ape_nas.sweep import comparable, load_status
+    from ape_nas.tracking import EXPERIMENT_ATTR, PARENT_RUN_ATTR
+
+    exp, backend = load_status(
+        args.experiment, workdir=args.workdir, storage=args.storage, overrides=flag_overrides(args)
+    )
+    records = backend.records()
+    attrs = backend.attrs()
+    best = best_of(comparable(records, attrs), exp.direction)
+    if args.json:
+        payload = {
+            "study": exp.name,
+            "storage": backend.storage_label,
+            "tracking_uri": attrs.get("tracking_uri"),
+            EXPERIMENT_ATTR: attrs.get(EXPERIMENT_ATTR),
+            "parent_run_id": attrs.get(PARENT_RUN_ATTR),
+            "direction": exp.direction,
+            "metric": exp.objective["metric"],
+            "counts": {s: sum(r.state == s for r in records) for s in STATES},
+            "best": best.to_dict() if best else None,
+            "trials": [r.to_dict() for r in records],
+        }
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    out = console()
+    out.print(summary_table(records, exp.direction, exp.objective["metric"], limit=10_000))
+    out.print(f"study {exp.name} · {backend.storage_label} · MLflow {hide_password(str(attrs.get('tracking_uri')))}")
+    return 0
+
+
+def run_best(args: argparse.Namespace) -> int:
+    from ape_nas.config.flags import flag_overrides
+    from ape_nas.progress import best_of
+    from ape_nas.spec import TrialSpec
+    from ape_nas.sweep import comparable, load_status
+
+    exp, backend = load_status(
+        args.experiment, workdir=args.workdir, storage=args.storage, overrides=flag_overrides(args)
+    )
+    records = backend.records()
+    best = best_of(comparable(records, backend.attrs()), exp.direction)
+    if best is None:
+        raise UserError(f"study {exp.name!r} has no complete trial yet")
+    spec = TrialSpec.from_dict(best.attrs["spec"])
+    if args.json:
+        print(
+            json.dumps(
+                {**best.to_dict(), "test_metrics": best.attrs.get("test_metrics"), "spec": spec.to_dict()},
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    out = console()
+    out.print(
+        f"[bold]best trial {best.number}[/bold] of {exp.name}: val {exp.objective['metric']} "
+        f"{best.value:.4f} · MLflow run {best.run_id}"
+    )
+    test = best.attrs.get("test_metrics") or {}
+    if test:
+        out.print(
+            "test subjects (never used by the search): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(test.items()))
+        )
+    out.print(spec.to_yaml(), highlight=False, markup=False)
+    return 0
+
+
+STATUS = Command("status", "trials of a sweep with state, value, duration and MLflow run", study_arguments, run_status)
+BEST = Command("best", "the best trial of a sweep and its TrialSpec", study_arguments, run_best)

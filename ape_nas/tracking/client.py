@@ -1,0 +1,59 @@
+"""The one way this package makes an MLflow client: PostgreSQL driver choice, quiet loggers, readable refusals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ape_nas.dburl import hide_password, with_pg_driver
+from ape_nas.errors import UserError
+
+T = TypeVar("T")
+
+
+def quiet_mlflow() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: F401  (configures its loggers on import: set levels after)
+
+    for name in ("mlflow", "alembic", "alembic.runtime.migration", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def make_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient`` for ``tracking_uri``; a plain ``postgresql://`` URI gets whichever driver is installed."""
+    quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=with_pg_driver(tracking_uri, f"tracking URI {hide_password(tracking_uri)}"))
+
+
+def mlflow_error() -> type[Exception]:
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
+def checked(call: Callable[[], T], tracking_uri: str) -> T:
+    """The first request to a tracking server: refused credentials become one line, not a traceback."""
+    try:
+        return call()
+    except mlflow_error() as exc:
+        text = str(exc)
+        if "401" in text or "403" in text or "Unauthorized" in text or "Permission" in text:
+            raise UserError(
+                f"MLflow at {hide_password(tracking_uri)} refused the request ({text.splitlines()[0][:120]}); "
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server"
+            ) from None
+        raise
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
