@@ -365,6 +365,8 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     console.print(data_line(windows))
 
     backend.open(create=True)
+    if hasattr(backend, "use_subjects"):  # Ray: the scheduler's steps per trial are folds (loso: one per subject)
+        backend.use_subjects(windows.subjects)
     recorded = backend.attrs().get("tracking_uri")
     if join and recorded not in (None, plan.tracking_uri):
         raise UserError(

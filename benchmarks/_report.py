@@ -13,7 +13,7 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _provenance() -> dict[str, Any]:
+def provenance() -> dict[str, Any]:
     """Date, commit and machine of a measurement, kept beside its numbers."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True
@@ -28,7 +28,7 @@ def _provenance() -> dict[str, Any]:
 
 def report(name: str, result: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({**result, "measured": _provenance()}, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps({**result, "measured": provenance()}, indent=2))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:>{width}}: {value}")

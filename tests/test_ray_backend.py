@@ -20,8 +20,8 @@ import yaml
 from _common import QUICKSTART, ROOT, SMALL, status_json, sweep_runs
 
 from ape_nas.cli import main
-from ape_nas.config.experiment import load_experiment
 from ape_nas.errors import ConfigError
+from ape_nas.experiments import load_experiment
 
 RAY = ["--backend", "ray", "--no-progress"]
 EXP_ARGS = ["--set", "backend.name=ray"]  # status/best read the study of the experiment's backend
@@ -73,6 +73,24 @@ def test_gpus_per_trial_needs_a_gpu_accelerator():
         RayBackend(exp, Path("unused")).validate()
     exp = load_experiment(QUICKSTART, ["backend.name=ray", "backend.gpus_per_trial=0.25", "training.accelerator=gpu"])
     RayBackend(exp, Path("unused")).validate()  # fractional GPUs are fine
+
+
+@pytest.mark.parametrize("subjects", [6, 9])
+def test_loso_scheduler_counts_the_folds_of_the_data(subjects: int):
+    """max_t follows the data's subjects (one fold per subject left after the test subjects), not a guess of 10."""
+    from ape_nas.backends.ray_backend import RayBackend
+    from ape_nas.backends.raytune.schedulers import scheduler_kwargs
+
+    loso = ["backend.name=ray", "protocol.kind=loso", "protocol.test_subjects=2", "protocol.val_subjects=null"]
+    backend = RayBackend(load_experiment(QUICKSTART, loso), Path("unused"))
+    backend.validate()  # before the data is known: options checked, no fold count
+    assert backend.steps_per_trial() is None
+    backend.use_subjects([f"S{i}" for i in range(subjects)])
+    assert backend.steps_per_trial() == subjects - 2
+    assert scheduler_kwargs("asha", {}, backend.steps_per_trial())["max_t"] == subjects - 3
+    capped = RayBackend(load_experiment(QUICKSTART, [*loso, "protocol.max_folds=3"]), Path("unused"))
+    capped.use_subjects([f"S{i}" for i in range(subjects)])
+    assert capped.steps_per_trial() == 3
 
 
 # --- sweeps on a real local Ray -------------------------------------------------------------------------------
@@ -198,6 +216,25 @@ def test_asha_stops_trials_and_they_end_pruned(ray_cluster, tmp_path: Path, caps
             assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 1
             assert "epoch 0" in run.data.tags["ape_nas.note"]
             assert t["value"] == pytest.approx(client.get_metric_history(run.info.run_id, "val_loss")[0].value)
+    # max_concurrent 1 on 2 CPUs (2 trials would fit): no two trials ever overlap, in the study or in MLflow
+    _assert_one_at_a_time(tmp_path / "ray.db", trials)
+
+
+def _study_trials(db: Path) -> list:
+    import optuna
+
+    return optuna.load_study(study_name="quickstart", storage=f"sqlite:///{db}").get_trials(deepcopy=False)
+
+
+def _assert_one_at_a_time(db: Path, runs: list) -> None:
+    """Trial intervals (study: asked → told; MLflow: each run started after the previous trial ended) are
+    disjoint, in trial-number order."""
+    study = sorted(_study_trials(db), key=lambda t: t.number)
+    assert len(study) >= 2 and all(t.datetime_complete is not None for t in study)
+    started = {int(r.data.tags["ape_nas.trial_number"]): r.info.start_time / 1000 for r in runs}
+    for a, b in itertools.pairwise(study):
+        assert a.datetime_complete <= b.datetime_start, (a.number, b.number)
+        assert started[b.number] >= a.datetime_complete.timestamp() - 0.01, (a.number, b.number)
 
 
 @pytest.mark.slow
@@ -296,3 +333,82 @@ def test_timeout_stops_starting_ray_trials(ray_cluster, tmp_path: Path, capsys: 
     status = _status(tmp_path, capsys)
     assert 1 <= len(status["trials"]) < 5
     assert {t["state"] for t in status["trials"]} <= {"complete", "pruned"}  # started ones finished
+
+
+@pytest.mark.slow
+def test_a_stop_reaches_a_function_trainable_as_report_returning_true(ray_cluster, tmp_path: Path):
+    """Ray stops a function trainable only through ``tune.report`` (SystemExit inside Ray): ``report`` turns it
+    into True. Fails loudly if a Ray release changes how a stopped trial learns it."""
+    from ray import tune
+
+    from ape_nas.backends.raytune.trainable import report
+
+    marker = tmp_path / "stopped.json"
+
+    def trainable(config: dict) -> None:  # nested: pickled by value for the trial actor
+        for i in range(1, 600):
+            if report({"value": float(i), "step": i}):
+                marker.write_text(json.dumps({"stopped_after": i}))
+                return
+            time.sleep(0.05)
+
+    tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(num_samples=1, metric="value", mode="max"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), stop={"step": 2}, verbose=0),
+    ).fit()
+    deadline = time.monotonic() + 30  # the trial thread may see the stop just after fit() returns
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the stopped trial never saw report() return True"
+    assert 2 <= json.loads(marker.read_text())["stopped_after"] < 500
+
+
+@pytest.mark.slow
+def test_a_killed_trial_actor_fails_that_attempt_and_the_trial_runs_again(
+    ray_cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """SIGKILL of the Ray actor running trial 0 (pid from its ``worker`` attribute, once it reported an epoch):
+    that attempt's MLflow run ends FAILED, Ray runs trial 0 again to completion, trial 1 is untouched."""
+    import threading
+
+    args = ["--set", "backend.max_concurrent=1", "--set", "backend.scheduler=fifo"]
+    args += ["--set", "training.max_epochs=6", "--set", "training.patience=6"]
+    killed: dict[str, int] = {}
+
+    def kill_trial_0() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            time.sleep(0.3)
+            try:
+                trials = _study_trials(tmp_path / "ray.db")
+            except Exception:  # the study is not there yet
+                continue
+            first = [t for t in trials if t.number == 0 and t.state.name == "RUNNING" and t.intermediate_values]
+            if first and "worker" in first[0].user_attrs:
+                pid = int(first[0].user_attrs["worker"].rsplit(":", 1)[1])
+                os.kill(pid, signal.SIGKILL)
+                killed["pid"] = pid
+
+    killer = threading.Thread(target=kill_trial_0, daemon=True)
+    killer.start()
+    cmd = ["sweep", QUICKSTART, "--workdir", str(tmp_path), "--trials", "2", *RAY, *SMALL, *args]
+    assert main(cmd) == 0
+    killer.join(timeout=5)
+    assert killed, "trial 0 was never seen running with its worker pid"
+
+    status = _status(tmp_path, capsys, *args)
+    assert [(t["number"], t["state"]) for t in status["trials"]] == [(0, "complete"), (1, "complete")]
+    _, _, runs = sweep_runs(status)
+    by_number: dict[int, list] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        by_number.setdefault(int(run.data.tags["ape_nas.trial_number"]), []).append(run)
+    failed, retried = by_number[0]
+    assert failed.info.status == "FAILED" and failed.data.tags["ape_nas.state"] == "failed"
+    assert "Ray runs the trial again" in failed.data.tags["ape_nas.note"]
+    assert retried.info.status == "FINISHED" and retried.data.tags["ape_nas.state"] == "complete"
+    assert status["trials"][0]["mlflow_run_id"] == retried.info.run_id
+    assert [r.info.status for r in by_number[1]] == ["FINISHED"]  # nothing else lost or repeated
+    study = {t.number: t for t in _study_trials(tmp_path / "ray.db")}
+    assert study[0].user_attrs["actor_failures"] == 1 and "actor_failures" not in study[1].user_attrs
+    assert study[0].user_attrs["worker"] != f"{os.uname().nodename}:{killed['pid']}"  # another actor finished it

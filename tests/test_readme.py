@@ -150,9 +150,11 @@ def _table_cell(row: str, column: int) -> str:
 
 
 FIGURES = [
-    Figure("quickstart trials", r"quickstart sweep itself [\d–]+ s \((\d+) trials", QS, "trials"),
+    Figure("quickstart seconds", r"quickstart sweep itself (\d+) s \(", QS, "sweep_s"),
+    Figure("quickstart trials", r"quickstart sweep itself \d+ s \((\d+) trials", QS, "trials"),
     Figure("quickstart best val macro-F1", rf"best validation macro-F1 {NUM}", QS, "best.val"),
-    Figure("quickstart HRV baseline", rf"and the HRV baseline {NUM}", QS, "hrv_baseline.val.f1_macro"),
+    Figure("quickstart best test macro-F1", rf"and {NUM} on its test subjects", QS, "best.test.test_f1_macro"),
+    Figure("quickstart HRV baseline", rf"test subjects; the HRV baseline {NUM}", QS, "hrv_baseline.val.f1_macro"),
     Figure(
         "quickstart HRV baseline per subject",
         rf"but {NUM} with its features normalised per subject",

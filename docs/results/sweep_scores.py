@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import _provenance  # noqa: E402  (benchmarks/ is not a package)
+from _report import provenance  # noqa: E402  (benchmarks/ is not a package)
 
 
 def sweep_scores(experiment: str, workdir: Path) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def main() -> None:
     out = Path(args.out) if args.out else HERE / f"{Path(args.experiment).stem}.json"
     with tempfile.TemporaryDirectory() as tmp:
         result = sweep_scores(args.experiment, Path(tmp))
-    out.write_text(json.dumps({**result, "measured": _provenance()}, indent=2, default=str) + "\n")
+    out.write_text(json.dumps({**result, "measured": provenance()}, indent=2, default=str) + "\n")
     print(f"{out}: best val {result['metric']} {result['best'] and result['best']['val']}")
 
 
