@@ -99,6 +99,20 @@ def prepare_sweep(
     )
 
 
+def prepare_from_args(args: Any, **extra: Any) -> SweepPlan:
+    """:func:`prepare_sweep` for a command's arguments (experiment, typed flags, workdir, tracking URI, storage)."""
+    from ape_nas.config.flags import flag_overrides
+
+    return prepare_sweep(
+        args.experiment,
+        overrides=flag_overrides(args),
+        workdir=args.workdir,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        **extra,
+    )
+
+
 def data_line(windows: Any) -> str:
     """One line on the data a sweep trains on: subjects, windows, class balance, rejections, skipped subjects."""
     counts = [int((windows.y == k).sum()) for k in range(len(windows.class_names))]

@@ -37,20 +37,13 @@ SEVERAL_WORKERS_HINT = (
 
 def cli_worker(args: argparse.Namespace) -> int:
     """Entry point of ``ape-nas worker`` (see ``ape_nas.cli``)."""
-    from ape_nas.config.flags import flag_overrides
-    from ape_nas.sweep import prepare_sweep
+    from ape_nas.sweep import prepare_from_args
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected 1 or more")
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials}: expected 1 or more")
-    plan = prepare_sweep(
-        args.experiment,
-        overrides=flag_overrides(args),
-        workdir=args.workdir,
-        tracking_uri=args.tracking_uri,
-        storage=args.storage,
-    )
+    plan = prepare_from_args(args)
     backend = plan.backend
     kind = getattr(backend, "storage_kind", None)
     if kind is None:

@@ -108,37 +108,33 @@ class Figure:
         return COMMANDS_OF[self.file]
 
 
-def _pct(a: float, b: float) -> float:
-    return (a / b - 1) * 100
-
-
 QS, SP = "docs/results/quickstart.json", "docs/results/stress_predict.json"
 TO, CL, CS = (
     "benchmarks/results/trial_overhead.json",
     "benchmarks/results/cli_startup.json",
     "benchmarks/results/cache_speed.json",
 )
-PW, RO = "benchmarks/results/parallel_workers.json", "benchmarks/results/ray_overhead.json"
 COMMANDS_OF = {
     QS: "python docs/results/sweep_scores.py experiments/quickstart.yaml",
     SP: "python docs/results/sweep_scores.py experiments/stress_predict.yaml",
     TO: "python benchmarks/trial_overhead.py",
     CL: "python benchmarks/cli_startup.py",
     CS: "python benchmarks/cache_speed.py",
-    PW: "python benchmarks/parallel_workers.py",
-    RO: "python benchmarks/ray_overhead.py",
 }
 NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
-# the three rows of the Stress-Predict table: README row label → key prefix in docs/results/stress_predict.json
+# the three rows of the Stress-Predict table: README row label → the keys of its three columns in stress_predict.json
+_HRV, _NORM = "hrv_baseline", "hrv_baseline.subject_normalised"
 SP_ROWS = {
-    r"best deep model \(trial \d+, `\w+`, 30k parameters\)": ("best.val", "best.test"),
+    r"best deep model \(trial \d+, `\w+`\)": ("best.val", "best.test.test_balanced_accuracy", "best.test.test_auroc"),
     r"HRV baseline \(8 HRV features from BVP beats \+ logistic regression\)": (
-        "hrv_baseline.val.balanced_accuracy",
-        "hrv_baseline.test",
+        f"{_HRV}.val.balanced_accuracy",
+        f"{_HRV}.test.balanced_accuracy",
+        f"{_HRV}.test.auroc",
     ),
     r"HRV baseline, features z-scored per subject": (
-        "hrv_baseline.subject_normalised.val.balanced_accuracy",
-        "hrv_baseline.subject_normalised.test",
+        f"{_NORM}.val.balanced_accuracy",
+        f"{_NORM}.test.balanced_accuracy",
+        f"{_NORM}.test.auroc",
     ),
 }
 SP_COLUMNS = ("val balanced accuracy", "test balanced accuracy", "test AUROC")
@@ -167,10 +163,8 @@ FIGURES = [
     Figure("Stress-Predict best family", r"best deep model \(trial \d+, `(\w+)`", SP, "best.model"),
     *(
         Figure(f"Stress-Predict {row[:24]}: {col}", _table_cell(row, n), SP, key)
-        for row, (val, test) in SP_ROWS.items()
-        for n, (col, key) in enumerate(
-            zip(SP_COLUMNS, (val, f"{test}.balanced_accuracy", f"{test}.auroc"), strict=True)
-        )
+        for row, keys in SP_ROWS.items()
+        for n, (col, key) in enumerate(zip(SP_COLUMNS, keys, strict=True))
     ),
     Figure(
         "trial loop overhead",
@@ -187,40 +181,6 @@ FIGURES = [
     Figure("cold cache", rf"warm window cache \(Stress-Predict\) \| [\d.]+ s vs {NUM} s cold", CS, "cold_s"),
     Figure("cache speed-up", r"s cold: (\d+)×", CS, lambda d: d["cold_s"] / d["warm_s"]),
     Figure("cache windows", r"loading the ([\d,]+) Stress-Predict windows", CS, "windows"),
-    Figure("1 worker", r"\| ([\d,]+) vs [\d,]+ trials/hour", PW, "trials_per_hour_1"),
-    Figure("2 workers", r"\| [\d,]+ vs ([\d,]+) trials/hour", PW, "trials_per_hour_2"),
-    Figure("2 workers speed-up", rf"trials/hour: {NUM}× with 2 workers", PW, "speedup_2_over_1"),
-    Figure("Ray gap", rf"per-trial gap {NUM} s vs", RO, "ray.gap_per_trial_s"),
-    Figure("Optuna gap", rf"per-trial gap [\d.]+ s vs {NUM} s", RO, "optuna.gap_per_trial_s"),
-    Figure("Ray in trials", rf"time inside trials {NUM} s vs", RO, "ray.in_trials_s"),
-    Figure("Optuna in trials", rf"time inside trials [\d.]+ s vs {NUM} s", RO, "optuna.in_trials_s"),
-    Figure(
-        "Ray in-trial excess",
-        r"time inside trials [\d.]+ s vs [\d.]+ s \(\+(\d+)%\)",
-        RO,
-        lambda d: _pct(d["ray"]["in_trials_s"], d["optuna"]["in_trials_s"]),
-    ),
-    Figure(
-        "Ray start",
-        rf"per command \+{NUM} s before the first trial",
-        RO,
-        lambda d: d["ray"]["before_first_trial_s"] - d["optuna"]["before_first_trial_s"],
-    ),
-    Figure(
-        "Ray end",
-        rf"and \+{NUM} s after the last",
-        RO,
-        lambda d: d["ray"]["after_last_trial_s"] - d["optuna"]["after_last_trial_s"],
-    ),
-    Figure("Ray x2 sweep", rf"whole sweep {NUM} s vs", RO, "ray x2.sweep_s"),
-    Figure("Ray x1 sweep", rf"whole sweep [\d.]+ s vs {NUM} s", RO, "ray.sweep_s"),
-    Figure(
-        "Ray x2 faster",
-        r"whole sweep [\d.]+ s vs [\d.]+ s \((\d+)% faster\)",
-        RO,
-        lambda d: -_pct(d["ray x2"]["sweep_s"], d["ray"]["sweep_s"]),
-    ),
-    Figure("Optuna sweep", rf"the Optuna backend alone: {NUM} s", RO, "optuna.sweep_s"),
 ]
 
 
@@ -238,8 +198,7 @@ def test_readme_figure_equals_its_results_file(figure: Figure):
     match = re.search(figure.pattern, README_TEXT)
     assert match, f"README: figure {figure.name!r} not found (pattern {figure.pattern!r}); update FIGURES"
     path = ROOT / figure.file
-    if not path.is_file():  # listed in the test report until the command has been run and its file committed
-        pytest.xfail(f"untraced: no results file {figure.file} yet (run: {figure.command})")
+    assert path.is_file(), f"README {figure.name}: no results file {figure.file} (run: {figure.command})"
     data = json.loads(path.read_text())
     assert {"date", "commit", "machine"} <= set(data.get("measured", {})), f"{figure.file}: no date/commit/machine"
     text = match.group(1)

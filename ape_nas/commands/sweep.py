@@ -26,18 +26,10 @@ def sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from ape_nas.config.flags import flag_overrides
     from ape_nas.progress import summary_table
-    from ape_nas.sweep import prepare_sweep, run_sweep
+    from ape_nas.sweep import prepare_from_args, run_sweep
 
-    plan = prepare_sweep(
-        args.experiment,
-        overrides=flag_overrides(args),
-        workdir=args.workdir,
-        tracking_uri=args.tracking_uri,
-        storage=args.storage,
-        new_study=args.new_study,
-    )
+    plan = prepare_from_args(args, new_study=args.new_study)
     exp = plan.experiment
     out = console()
     out.print(
