@@ -51,6 +51,22 @@ def checked(call: Callable[[], T], tracking_uri: str) -> T:
         raise
 
 
+_NO_SUCH_RUN = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def run_or_none(client: Any, run_id: str) -> Any:
+    """The MLflow run, or None when this store has no run with that id (e.g. one recorded in another store).
+
+    Any other error (server down, refused credentials) is raised: a caller must never take it for "absent"
+    (the sweep would start a second parent run)."""
+    try:
+        return client.get_run(run_id)
+    except mlflow_error() as exc:
+        if getattr(exc, "error_code", "") in _NO_SUCH_RUN or "not found" in str(exc).lower():
+            return None
+        raise
+
+
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ape_nas.spec import TrialSpec
-from ape_nas.tracking.client import checked, git_commit, make_client, mlflow_error
+from ape_nas.tracking.client import checked, git_commit, make_client, run_or_none
 from ape_nas.tracking.names import (
     COMMIT_TAG,
     DIGEST_TAG,
@@ -122,7 +122,7 @@ class SweepTracker:
     def open_parent(self, run_id: str | None, name: str, tags: dict[str, Any], params: dict[str, Any]) -> TrialRun:
         """Resume the recorded parent run if it exists in this store, else start one."""
         if run_id is not None:
-            run = self._existing(run_id)
+            run = run_or_none(self._client, run_id)
             if (
                 run is not None
                 and run.info.experiment_id == self.experiment_id
@@ -141,17 +141,6 @@ class SweepTracker:
         self.parent = TrialRun(self.tracking_uri, run.info.run_id)
         self.parent.log_params(params)
         return self.parent
-
-    def _existing(self, run_id: str) -> Any:
-        """The run, or None when this store has no run with that id (a parent recorded in another store).
-
-        Any other error (server down, refused credentials) is raised: it must not start a second parent run."""
-        try:
-            return self._client.get_run(run_id)
-        except mlflow_error() as exc:
-            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
-                return None
-            raise
 
     def undo_parent(self, delete: bool = True) -> None:
         """Undo :meth:`open_parent` after a failed start: a new parent run (and a new experiment) is ended and

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ape_nas.errors import UserError
 from ape_nas.spec import TrialSpec
-from ape_nas.tracking.client import checked, git_commit, make_client, mlflow_error
+from ape_nas.tracking.client import checked, git_commit, make_client, mlflow_error, run_or_none
 from ape_nas.tracking.names import BEST_RUN_TAG, COMMIT_TAG, NUMBER_TAG, PARENT_TAG, ROLE_TAG, STATE_TAG
 
 FINGERPRINT_TAG = "data_fingerprint"
@@ -80,14 +80,8 @@ class TrialStore:
 
     def run(self, run_id: str) -> RunView | None:
         """The run, or None when this store has none with that id; other errors (server down) are raised."""
-        try:
-            return _view(checked(lambda: self._client.get_run(run_id), self.tracking_uri))
-        except mlflow_error() as exc:
-            if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                return None
-            if "not found" in str(exc).lower():
-                return None
-            raise
+        run = checked(lambda: run_or_none(self._client, run_id), self.tracking_uri)
+        return None if run is None else _view(run)
 
     def require_trial(self, run_id: str) -> RunView:
         """A complete trial run of an ape-nas sweep (it has a model), else one UserError line."""
@@ -100,10 +94,6 @@ class TrialStore:
             raise UserError(f"trial run {run_id} is {run.tags.get(STATE_TAG, 'unknown')}, not complete: no model")
         return run
 
-    def parent_of(self, run_id: str) -> RunView | None:
-        run = self.run(run_id)
-        return self.run(run.parent_run_id) if run is not None and run.parent_run_id else None
-
     def _search(self, experiment_id: str, query: str, order_by: list[str] | None = None) -> list[RunView]:
         runs = self._client.search_runs([experiment_id], query, max_results=10000, order_by=order_by)
         return [_view(r) for r in runs]
@@ -111,9 +101,10 @@ class TrialStore:
     def trial_runs(self, parent_run_id: str, number: int | None = None) -> list[RunView]:
         """The nested runs of a sweep's parent run (trial ``number`` only, when given)."""
         parent = self.run(parent_run_id)
-        if parent is None:
-            return []
-        query = f"tags.{PARENT_TAG} = '{parent_run_id}'"
+        return [] if parent is None else self._children(parent, number)
+
+    def _children(self, parent: RunView, number: int | None = None) -> list[RunView]:
+        query = f"tags.{PARENT_TAG} = '{parent.run_id}'"
         if number is not None:
             query += f" and tags.`{NUMBER_TAG}` = '{number}'"
         return self._search(parent.experiment_id, query)
@@ -138,7 +129,7 @@ class TrialStore:
         fingerprint = parent.tags.get(FINGERPRINT_TAG)
         candidates = [
             r
-            for r in self.trial_runs(parent.run_id)
+            for r in self._children(parent)
             if r.state == "complete"
             and "score" in r.metrics
             and (fingerprint is None or r.tags.get(FINGERPRINT_TAG, fingerprint) == fingerprint)
@@ -153,7 +144,7 @@ class TrialStore:
         parent = self.sweep_parent(experiment_name)
         if parent is None:
             return None
-        runs = sorted(self.trial_runs(parent.run_id, number), key=lambda r: r.start_time or 0)
+        runs = sorted(self._children(parent, number), key=lambda r: r.start_time or 0)
         return runs[-1] if runs else None
 
     # ---- changes to recorded runs ----------------------------------------------------------------------------
