@@ -15,6 +15,9 @@ CLASS_METRICS: tuple[str, ...] = ("f1_macro", "balanced_accuracy", "auroc")
 DIRECTIONS: dict[str, str] = {**dict.fromkeys(CLASS_METRICS, "maximize"), "loss": "minimize"}
 """Metric name → the direction in which it improves (the names an experiment's ``objective.metric`` may take)."""
 
+SELECTIONS: tuple[str, ...] = ("mean", "mean_minus_se")
+"""How a multi-fold trial's score is made from its fold scores (``objective.selection``; see ape_nas.stats)."""
+
 
 def _auroc_ovr(y_true: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC of ``scores`` for ``positive`` (Mann–Whitney with mid-ranks = trapezoidal ROC with ties).

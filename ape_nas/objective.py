@@ -25,6 +25,15 @@ from ape_nas.data.splits import Split, make_splits
 from ape_nas.errors import UserError
 from ape_nas.reporting import MemoryTracker, NullReporter, Reporter, TrialPruned, TrialTracker
 from ape_nas.spec import TrialSpec
+from ape_nas.stats import (
+    Interval,
+    fold_summary,
+    interval_metrics,
+    metric_intervals,
+    model_intervals,
+    per_subject,
+    selection_score,
+)
 
 CHECKPOINT_FORMAT = "ape-nas-checkpoint/1"
 
@@ -43,6 +52,8 @@ class TrialResult:
     split: Split | None = None
     data_fingerprint: str = ""
     folds: list[FoldResult] = field(default_factory=list)
+    fold_scores: list[float] = field(default_factory=list)
+    test_ci: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high] (subject bootstrap)
 
 
 def quiet_libraries() -> None:
@@ -68,26 +79,56 @@ def _better(a: float, b: float | None, direction: str) -> bool:
     return a > b if direction == "maximize" else a < b
 
 
-def _loader(ws: WindowSet, idx: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> Any:
+def _loader(
+    ws: WindowSet, idx: np.ndarray, batch_size: int, shuffle: bool, seed: int, features: np.ndarray | None = None
+) -> Any:
+    """Batches ``(x, y)`` of the windows ``idx``; ``(x, features, y)`` when ``features`` (all windows') is given."""
     from torch.utils.data import DataLoader, TensorDataset
 
     x = torch.from_numpy(np.ascontiguousarray(ws.X[idx]))
     y = torch.from_numpy(np.ascontiguousarray(ws.y[idx]))
+    tensors = (x, y) if features is None else (x, torch.from_numpy(np.ascontiguousarray(features[idx])), y)
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen)
+    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=gen)
+
+
+def window_features(net: torch.nn.Module, ws: WindowSet) -> np.ndarray | None:
+    """The HRV features of all of ``ws``'s windows as ``net`` takes them (:func:`ape_nas.features.network_input`
+    in the mode of its attached :class:`~ape_nas.features.HrvTransform`), or None for a network that takes none."""
+    from ape_nas.features import network_input, transform_of
+    from ape_nas.models.heads import uses_features
+
+    if not uses_features(net):
+        return None
+    transform = transform_of(net)
+    if transform is None:
+        raise ValueError("this network fuses HRV features but carries no fitted HRV transform (ape_nas.features)")
+    return network_input(np.asarray(ws.hrv), ws.groups, transform.mode)
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, ws: WindowSet, idx: np.ndarray, prefix: str) -> dict[str, float]:
-    """Metrics of a network on the windows ``idx`` (all at once, in eval mode)."""
+def predict_probs(net: torch.nn.Module, ws: WindowSet, idx: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(len(idx), classes)`` of a network on the windows ``idx`` (eval mode, batches of 512)."""
+    net.eval()
+    feats = window_features(net, ws)  # None unless the network fuses HRV features
+
+    def batch(sel: np.ndarray) -> torch.Tensor:
+        f = None if feats is None else torch.from_numpy(np.ascontiguousarray(feats[sel]))
+        return net(torch.from_numpy(np.ascontiguousarray(ws.X[sel])), f).softmax(dim=1)
+
+    out = [batch(idx[start : start + 512]) for start in range(0, len(idx), 512)]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(ws.class_names)), dtype=np.float32)
+
+
+def evaluate(
+    net: torch.nn.Module, ws: WindowSet, idx: np.ndarray, prefix: str, probs: np.ndarray | None = None
+) -> dict[str, float]:
+    """Metrics of a network on the windows ``idx`` (``probs``: its probabilities there, when already computed)."""
     from ape_nas.task import make_metrics
 
-    net.eval()
+    probs = predict_probs(net, ws, idx) if probs is None else probs
     metrics = make_metrics(len(ws.class_names)).clone(prefix=prefix)
-    for start in range(0, len(idx), 512):
-        sel = idx[start : start + 512]
-        probs = net(torch.from_numpy(np.ascontiguousarray(ws.X[sel]))).softmax(dim=1)
-        metrics.update(probs, torch.from_numpy(np.ascontiguousarray(ws.y[sel])))
+    metrics.update(torch.from_numpy(probs), torch.from_numpy(np.ascontiguousarray(ws.y[idx])))
     return {k: float(v) for k, v in metrics.compute().items()}
 
 
@@ -122,6 +163,7 @@ class FoldResult:
     test_metrics: dict[str, float]
     history: list[dict[str, float]]
     checkpoint: Path
+    test_probs: np.ndarray | None = None  # (test windows, classes), in the order of ws.indices(split.test)
 
 
 def run_trial(
@@ -163,20 +205,29 @@ def run_trial(
             fold_tracker.log_metrics({"score": fold.score, "best_epoch": float(fold.best_epoch), **fold.test_metrics})
             if reporter.report(fold.score, k):
                 raise TrialPruned(k, fold.score)
-    score = float(np.mean([f.score for f in folds]))
+    fold_scores = [f.score for f in folds]
+    score = selection_score(
+        fold_scores,
+        spec.training.get("selection", "mean"),
+        spec.training["direction"],
+        float(spec.training.get("se_multiple", 1.0)),
+    )
     val = _mean_dicts([f.val_metrics for f in folds])
     test = _mean_dicts([f.test_metrics for f in folds])
-    summary = {**{f"best_{m}": v for m, v in val.items()}, **test, "score": score}
+    best_epoch = int(np.median([f.best_epoch for f in folds])) if multi else folds[0].best_epoch
+    summary = {**{f"best_{m}": v for m, v in val.items()}, **test, "score": score, "best_epoch": float(best_epoch)}
     if multi:
-        summary["score_std"] = float(np.std([f.score for f in folds]))
-    else:
-        summary["best_epoch"] = float(folds[0].best_epoch)
+        spread = fold_summary(fold_scores)
+        summary.update(score_mean=spread.mean, score_std=spread.std, score_se=spread.se)
+    test_ci = _test_intervals(ws, folds, spec.seed)
+    summary.update(interval_metrics("test_", test_ci))
     tracker.log_metrics(summary)
+    tracker.log_text(json.dumps(_test_report(ws, folds, test_ci), indent=2, default=float), "test_subjects.json")
     for f in folds:
         tracker.log_artifact(f.checkpoint, f"checkpoints/fold{f.fold}" if multi else None)
     return TrialResult(
         score=score,
-        best_epoch=folds[0].best_epoch,
+        best_epoch=best_epoch,
         epochs=sum(f.epochs for f in folds),
         val_metrics=val,
         test_metrics=test,
@@ -185,7 +236,27 @@ def run_trial(
         split=folds[0].split,
         data_fingerprint=ws.fingerprint,
         folds=folds,
+        fold_scores=fold_scores,
+        test_ci={m: [iv.low, iv.high] for m, iv in test_ci.items()},
     )
+
+
+def _test_intervals(ws: WindowSet, folds: list[FoldResult], seed: int) -> dict[str, Interval]:
+    """Subject-bootstrap 95% intervals of the trial's test metrics (the mean over its fold models)."""
+    idx = ws.indices(folds[0].split.test)
+    probs = [f.test_probs for f in folds if f.test_probs is not None]
+    return model_intervals(ws.y[idx], probs, ws.subject_ids(idx), len(ws.class_names), seed=seed)
+
+
+def _test_report(ws: WindowSet, folds: list[FoldResult], test_ci: dict[str, Interval]) -> dict[str, Any]:
+    """The test subjects' numbers: pooled intervals, and each subject's metrics (fold models' mean probability)."""
+    idx = ws.indices(folds[0].split.test)
+    mean_probs = np.mean([f.test_probs for f in folds if f.test_probs is not None], axis=0)
+    return {
+        "note": "test subjects are never used for selection; intervals resample subjects, not windows",
+        "intervals": {m: iv.to_dict() for m, iv in test_ci.items()},
+        "per_subject": per_subject(ws.y[idx], mean_probs, ws.subject_ids(idx), len(ws.class_names)),
+    }
 
 
 def split_tags(protocol: dict[str, Any], splits: list[Split], fingerprint: str) -> dict[str, str]:
@@ -234,7 +305,8 @@ def _fit_fold(spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter:
         raise RuntimeError(f"no finite {key} in any epoch (diverged?)")
     task.load_state_dict(monitor.best_state)
     net = task.net.cpu()
-    test = evaluate(net, ws, idx["test"], "test_")
+    test_probs = predict_probs(net, ws, idx["test"])
+    test = evaluate(net, ws, idx["test"], "test_", probs=test_probs)
     val = {m: v for m, v in monitor.best_metrics.items() if m.startswith("val_")}
     ckpt = save_checkpoint(spec, net, ws, val, test, monitor.best_epoch, split)
     return FoldResult(
@@ -247,6 +319,7 @@ def _fit_fold(spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter:
         test_metrics=test,
         history=monitor.history,
         checkpoint=ckpt,
+        test_probs=test_probs,
     )
 
 
@@ -268,19 +341,32 @@ def fit(
     """Seed, build the spec's :class:`~ape_nas.task.CardiacTask` for these windows (loss weighted by the
     training windows' classes) and fit it on the windows ``train`` for ``epochs`` epochs, validating on ``val``
     after each (None: no validation). Returns the task with its last weights.
+
+    A spec whose ``arch.hrv_fusion`` fuses HRV features gets them transformed by an
+    :class:`~ape_nas.features.HrvTransform` fitted on the windows ``train`` (training subjects only; per subject
+    where ``data.normalize`` is ``subject``): its statistics are the network's first layer, and it is attached to
+    ``task.net`` for :func:`evaluate` and :func:`save_checkpoint`.
     """
     import lightning as L
 
+    from ape_nas.features import attach, fit_windows, fuses, network_input
     from ape_nas.task import CardiacTask
 
     L.seed_everything(spec.seed, workers=True, verbose=False)
     k = len(ws.class_names)
+    transform = fit_windows(ws, train, spec.data) if fuses(spec.arch) else None
+    features = network_input(np.asarray(ws.hrv), ws.groups, transform.mode) if transform is not None else None
     task = CardiacTask(
-        spec.to_dict(), in_channels=ws.X.shape[1], num_classes=k, class_weights=_class_weights(ws.y[train], k)
+        spec.to_dict(),
+        in_channels=ws.X.shape[1],
+        num_classes=k,
+        class_weights=_class_weights(ws.y[train], k),
+        n_features=len(transform.names) if transform is not None else 0,
     )
+    attach(task.net, transform)
     bs = int(spec.optim["batch_size"])
-    val_loader = _loader(ws, val, bs, False, spec.seed) if val is not None else None
-    _trainer(spec, epochs, callbacks).fit(task, _loader(ws, train, bs, True, spec.seed), val_loader)
+    val_loader = _loader(ws, val, bs, False, spec.seed, features) if val is not None else None
+    _trainer(spec, epochs, callbacks).fit(task, _loader(ws, train, bs, True, spec.seed, features), val_loader)
     return task
 
 
@@ -313,6 +399,10 @@ class FinalResult:
     test_metrics: dict[str, float]
     per_subject: dict[str, dict[str, float]]
     checkpoint: Path
+    test_probs: np.ndarray | None = None  # (test windows, classes)
+    test_y: np.ndarray | None = None
+    test_subjects: np.ndarray | None = None  # subject id of each test window
+    test_ci: dict[str, Interval] = field(default_factory=dict)
 
 
 def train_final(
@@ -341,14 +431,30 @@ def train_final(
     )
     train, test = ws.indices(split.train), ws.indices(split.test)
     net = fit(spec, ws, train, None, epochs, []).net.cpu()
-    metrics = evaluate(net, ws, test, "test_")
-    per_subject = {s: evaluate(net, ws, ws.indices([s]), "test_") for s in split.test}
-    tracker.log_metrics(metrics)
-    for subject, values in per_subject.items():
+    probs = predict_probs(net, ws, test)
+    metrics = evaluate(net, ws, test, "test_", probs=probs)
+    by_subject = {}
+    for s in split.test:
+        mine = np.flatnonzero(ws.subject_ids(test) == s)
+        by_subject[s] = evaluate(net, ws, test[mine], "test_", probs=probs[mine])
+    subjects = ws.subject_ids(test)
+    ci = metric_intervals(ws.y[test], probs, subjects, len(ws.class_names), seed=spec.seed)
+    tracker.log_metrics({**metrics, **interval_metrics("test_", ci)})
+    for subject, values in by_subject.items():
         tracker.log_metrics({f"{subject}.{m}": v for m, v in values.items()})
     ckpt = save_checkpoint(spec, net, ws, {}, metrics, epochs - 1, split)
     tracker.log_artifact(ckpt)
-    return FinalResult(split=split, epochs=epochs, test_metrics=metrics, per_subject=per_subject, checkpoint=ckpt)
+    return FinalResult(
+        split=split,
+        epochs=epochs,
+        test_metrics=metrics,
+        per_subject=by_subject,
+        checkpoint=ckpt,
+        test_probs=probs,
+        test_y=np.asarray(ws.y[test]),
+        test_subjects=subjects,
+        test_ci=ci,
+    )
 
 
 def save_checkpoint(
@@ -360,7 +466,15 @@ def save_checkpoint(
     best_epoch: int,
     split: Split,
 ) -> Path:
-    """A plain checkpoint (tensors, strings, numbers only: loads with ``torch.load(weights_only=True)``)."""
+    """A plain checkpoint (tensors, strings, numbers only: loads with ``torch.load(weights_only=True)``).
+
+    ``n_features`` and ``hrv_transform`` (:meth:`ape_nas.features.HrvTransform.to_dict`, or None) describe the HRV
+    feature input of a network that fuses it: rebuild with ``build_model(..., n_features=ckpt["n_features"])``.
+    """
+    from ape_nas.features import transform_of
+    from ape_nas.models.heads import uses_features
+
+    transform = transform_of(net) if uses_features(net) else None
     folder = Path(tempfile.mkdtemp(prefix="ape-nas-ckpt-"))
     path = folder / "model.pt"
     torch.save(
@@ -374,6 +488,8 @@ def save_checkpoint(
             "channels": ws.channels,
             "rate_hz": float(ws.rate_hz),
             "window_samples": int(ws.X.shape[2]),
+            "n_features": len(transform.names) if transform is not None else 0,
+            "hrv_transform": transform.to_dict() if transform is not None else None,
             "data_fingerprint": ws.fingerprint,
             "val_metrics": val,
             "test_metrics": test,

@@ -93,11 +93,45 @@ class SweepProgress:
         )
 
 
+TEST_HEADER = "test {metric} (not used)"
+"""Column of the held-out test subjects' score: shown for information, never used to select, prune or rank."""
+TEST_NOTE = "test: held-out subjects, scored once per trial; never used to select, prune or rank trials"
+GAP_WARN = 0.05
+"""Warn when the best trial's test score is worse than its validation score by more than this (5 points)."""
+
+
+def held_out_score(record: TrialRecord, metric: str) -> float | None:
+    """The trial's ``test_<metric>`` from its ``test_metrics`` attribute, or None when it has none."""
+    value = (record.attrs.get("test_metrics") or {}).get(f"test_{metric}")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def held_out_interval(record: TrialRecord, metric: str) -> tuple[float, float] | None:
+    """The trial's test 95% interval of ``metric`` (attribute ``test_ci``: {metric: [low, high]}), if recorded."""
+    ci = (record.attrs.get("test_ci") or {}).get(metric)
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(isinstance(v, int | float) for v in ci):
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def held_out_gap(best: TrialRecord, metric: str, direction: str) -> float | None:
+    """How much worse the trial's test score is than its validation score (> 0: worse), or None."""
+    test = held_out_score(best, metric)
+    if test is None or best.value is None:
+        return None
+    return (best.value - test) if direction == "maximize" else (test - best.value)
+
+
 def summary_table(records: Sequence[TrialRecord], direction: str, metric: str, limit: int = 20) -> Table:
-    """The end-of-sweep table: trials sorted best first (complete), then pruned and failed."""
-    table = Table(title=f"trials (best {metric} first)", show_lines=False)
-    for col in ("trial", "state", metric, "seconds", "model", "MLflow run"):
-        table.add_column(col, justify="right" if col in ("trial", metric, "seconds") else "left")
+    """The end-of-sweep table: trials sorted best first (complete), then pruned and failed.
+
+    Each trial's test score stands beside its validation score under :data:`TEST_HEADER`: the sort, like the
+    search, uses the validation score only.
+    """
+    table = Table(title=f"trials (best val {metric} first)", show_lines=False)
+    val_col, test_col = f"val {metric}", TEST_HEADER.format(metric=metric)
+    for col in ("trial", "state", val_col, test_col, "seconds", "model", "MLflow run"):
+        table.add_column(col, justify="right" if col in ("trial", val_col, test_col, "seconds") else "left")
     sign = -1 if direction == "maximize" else 1
     order = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4, "interrupted": 5}
 
@@ -109,7 +143,35 @@ def summary_table(records: Sequence[TrialRecord], direction: str, metric: str, l
         style = _STYLE.get(r.state, "")
         twin = r.attrs.get("duplicate_of")
         state = f"[{style}]{r.state}[/{style}]" + (f" (= trial {twin}, not retrained)" if twin is not None else "")
-        table.add_row(str(r.number), state, fmt(r.value), fmt(r.duration_s, 1), r.model, r.run_id or "—")
+        test = f"[dim]{fmt(held_out_score(r, metric))}[/dim]"
+        table.add_row(str(r.number), state, fmt(r.value), test, fmt(r.duration_s, 1), r.model, r.run_id or "—")
+    notes = [TEST_NOTE]
     if len(rows) > limit:
-        table.caption = f"{len(rows) - limit} more trials: ape-nas status"
+        notes.append(f"{len(rows) - limit} more trials: ape-nas status")
+    table.caption = "\n".join(notes)
     return table
+
+
+def best_lines(best: TrialRecord, metric: str, direction: str) -> list[str]:
+    """The best trial under the table: validation score (what selected it), fold scores when the protocol has
+    folds, the test score beside it (never used for selection) with its 95% interval when recorded, and a warning
+    when the test score is more than :data:`GAP_WARN` worse than the validation score."""
+    run = f"  (MLflow run {best.run_id})" if best.run_id else ""
+    lines = [f"best: trial {best.number}  val {metric} = {fmt(best.value)}{run}"]
+    folds = best.attrs.get("fold_scores")
+    if isinstance(folds, list | tuple) and len(folds) > 1:
+        lines.append(f"  validation folds: {', '.join(fmt(v, 3) for v in folds)}")
+    test = held_out_score(best, metric)
+    if test is not None:
+        ci = held_out_interval(best, metric)
+        ci_text = f"  (95% CI {fmt(ci[0], 3)}–{fmt(ci[1], 3)}, subject bootstrap)" if ci else ""
+        lines.append(f"  test {metric} = {fmt(test)}{ci_text}  — test subjects, never used for selection")
+    gap = held_out_gap(best, metric, direction)
+    if gap is not None and gap > GAP_WARN:
+        size = f"{100 * gap:.1f} points below" if direction == "maximize" else f"{gap:.4f} worse than"
+        lines.append(
+            f"[yellow]warning: the best trial's test {metric} is {size} its validation score: the validation "
+            "subjects flatter it (a small or unrepresentative validation set, or selection among many trials); "
+            "trust the test score, and select on more subjects (protocol.kind: kfold)[/yellow]"
+        )
+    return lines

@@ -11,9 +11,19 @@ File format (``search_spaces/*.yaml``)::
     optim:
       lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
       batch_size: {type: categorical, choices: [32, 64]}
+    data:                         # optional: the input representation (overrides the experiment's data keys)
+      channels: {type: categorical, choices: [[bvp], [bvp, bvp_ibi], [bvp, hr]]}   # channel sets
+      window_s: {type: categorical, choices: [30.0, 60.0]}
+      normalize: {type: categorical, choices: [subject, window]}
+    augment:                      # optional: training-time augmentations (ape_nas.augment), options fixed or searched
+      time_warp: {p: 0.5, max_stretch: {type: float, low: 0.05, high: 0.2}}
+      jitter: {sigma: 0.05}
 
-Parameter names seen by the backend are ``model``, ``<family>.<arch param>`` and ``optim.<name>``, so two
-families never share a distribution. :meth:`Space.suggest` works with anything offering
+Parameter names seen by the backend are ``model``, ``<family>.<arch param>``, ``optim.<name>``,
+``data.<key>`` and ``augment.<name>.<option>``, so two families never share a distribution. A channel set is
+suggested by its label (``bvp+bvp_ibi``: backends take scalar choices only) and lands in the spec as the list.
+``data`` keys are those of :data:`~ape_nas.spec.INPUT_KEYS`, checked against the experiment schema's fields;
+each value gives its own windows, cached under its own fingerprint. :meth:`Space.suggest` works with anything offering
 ``suggest_int / suggest_float / suggest_categorical`` (an Optuna trial; Ray Tune through OptunaSearch's
 define-by-run); :meth:`Space.to_spec` turns those values into a :class:`~ape_nas.spec.TrialSpec`.
 """
@@ -25,9 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ape_nas import augment as augmentations
+from ape_nas.config.experiment import SECTIONS
 from ape_nas.errors import UnknownNameError
 from ape_nas.schema import Field, check_mapping, check_value, describe, is_kind, unknown_key_error
-from ape_nas.spec import OPTIM_FIELDS, TrialSpec
+from ape_nas.spec import INPUT_KEYS, OPTIM_FIELDS, TrialSpec
 from ape_nas.yamlio import Document, KeyPath, load_yaml
 
 _SCALAR = (type(None), bool, int, float, str)
@@ -53,6 +65,13 @@ class Param:
     log: bool = False
     choices: tuple[Any, ...] = ()
     value: Any = None
+    values: tuple[Any, ...] = ()  # what each choice stands for, when the choices are labels (channel sets)
+
+    def decode(self, suggested: Any) -> Any:
+        """The value a suggested choice stands for (a channel set's list for its label), else the value itself."""
+        if self.values and suggested in self.choices:
+            return list(self.values[self.choices.index(suggested)])
+        return suggested
 
     def suggest(self, suggester: Suggester) -> Any:
         if self.kind == "fixed":
@@ -93,6 +112,8 @@ class Space:
     families: dict[str, dict[str, Param]]
     optim: dict[str, Param]
     doc: Document = field(repr=False, compare=False)
+    data: dict[str, Param] = field(default_factory=dict)  # "data.<key>" -> parameter
+    augment: dict[str, dict[str, Param]] = field(default_factory=dict)  # name -> "augment.<name>.<option>" -> param
 
     @property
     def family_names(self) -> list[str]:
@@ -100,7 +121,8 @@ class Space:
 
     def parameters(self) -> list[Param]:
         out = [p for ps in self.families.values() for p in ps.values()]
-        return out + list(self.optim.values())
+        out += [*self.optim.values(), *self.data.values()]
+        return out + [p for ps in self.augment.values() for p in ps.values()]
 
     def suggest(self, suggester: Suggester) -> dict[str, Any]:
         """Ask the suggester for one point; returns flat values keyed by backend parameter name."""
@@ -111,6 +133,11 @@ class Space:
             values[p.name] = p.suggest(suggester)
         for p in self.optim.values():
             values[p.name] = p.suggest(suggester)
+        for p in self.data.values():
+            values[p.name] = p.suggest(suggester)
+        for params in self.augment.values():
+            for p in params.values():
+                values[p.name] = p.suggest(suggester)
         return values
 
     def to_spec(
@@ -123,21 +150,35 @@ class Space:
 
         ``base`` holds ``data``, ``protocol``, ``training`` and ``seed``. ``arch_defaults`` (family → its
         architecture defaults, :func:`ape_nas.models.arch_defaults`) fills the arguments the space leaves out,
-        so the spec describes the whole network, not only what was sampled.
+        so the spec describes the whole network, not only what was sampled. ``data.<key>`` values replace the
+        base's (numbers as the schema's type: ``30`` and ``30.0`` are one cache entry); every augmentation of
+        the space lands in ``spec.augment`` with all its options.
         """
         family = values["model"]
         arch = dict((arch_defaults or {}).get(family, {}))
         arch.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{family}.")})
         optim = {name: spec.default for name, spec in OPTIM_FIELDS.items()}
         optim.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("optim.")})
+        data = dict(base["data"])
+        for key, field_ in INPUT_FIELDS.items():
+            name = f"data.{key}"
+            if name in values:
+                param = self.data.get(name)
+                data[key] = _typed(param.decode(values[name]) if param else values[name], field_)
+        augment: dict[str, dict[str, Any]] = {}
+        for aug in self.augment:
+            options = augmentations.AUGMENTATIONS[aug].options
+            chosen = {k.rsplit(".", 1)[1]: v for k, v in values.items() if k.startswith(f"augment.{aug}.")}
+            augment[aug] = {k: _typed(chosen.get(k, f.default), f) for k, f in options.items()}
         return TrialSpec(
             model=family,
             arch=arch,
             optim=optim,
-            data=dict(base["data"]),
+            data=data,
             protocol=dict(base["protocol"]),
             training=dict(base["training"]),
             seed=int(base["seed"]),
+            augment=augment,
         )
 
     def sample(
@@ -147,6 +188,19 @@ class Space:
         arch_defaults: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> TrialSpec:
         return self.to_spec(self.suggest(suggester), base, arch_defaults)
+
+    def check_inputs(self, data: Mapping[str, Any]) -> None:
+        """Cross-check the space's ``data`` values against the experiment's ``data`` section: every window length
+        must fit every stride (a stride at most 4 window lengths, as the experiment schema requires)."""
+        windows = _candidates(self.data.get("data.window_s"), data.get("window_s"))
+        strides = _candidates(self.data.get("data.stride_s"), data.get("stride_s"))
+        if windows and strides and max(strides) > 4 * min(windows):
+            key = "window_s" if "data.window_s" in self.data else "stride_s"
+            raise self.doc.error(
+                ("data", key),
+                f"window_s {min(windows):g} s with stride_s {max(strides):g} s (space or experiment): "
+                "expected a stride no longer than 4 window lengths",
+            )
 
     def check_families(self, arch_defaults: Mapping[str, Mapping[str, Any]]) -> None:
         """Check families and their parameter names/types against the model registry's signatures."""
@@ -240,7 +294,92 @@ _SPACE_KEYS = {
     "description": Field(str, ""),
     "models": Field(dict),
     "optim": Field(dict, dict),
+    "data": Field(dict, dict),
+    "augment": Field(dict, dict),
 }
+
+# The experiment schema's fields of the data keys a space may set (checked as in an experiment file).
+INPUT_FIELDS: dict[str, Field] = {key: SECTIONS["data"][key] for key in INPUT_KEYS}
+
+
+def _typed(value: Any, spec: Field) -> Any:
+    """A number as its field's type (``30`` → ``30.0`` for a float key), so equal values give equal specs."""
+    if spec.kind is float and is_kind(value, float):
+        return float(value)
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def _candidates(param: Param | None, fallback: Any) -> list[float]:
+    values = param.values_for_check() if param is not None else [fallback]
+    return [float(v) for v in values if is_kind(v, float)]
+
+
+def _channel_set(doc: Document, keypath: KeyPath, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) and c for c in value):
+        raise doc.error(keypath, f"expected a non-empty list of channel names, got {describe(value)}")
+    if len(set(value)) != len(value):
+        raise doc.error(keypath, f"channel {next(c for c in value if value.count(c) > 1)!r} repeats")
+    return tuple(value)
+
+
+def _parse_channels(doc: Document, keypath: KeyPath, raw: Any) -> Param:
+    """``channels``: a fixed list, or ``{type: categorical, choices: [[bvp], [bvp, hr]]}`` (lists of names)."""
+    name = "data.channels"
+    if not isinstance(raw, dict):
+        return Param(name=name, kind="fixed", value=list(_channel_set(doc, keypath, raw)))
+    d = check_mapping(doc, keypath, raw, _PARAM_KEYS)
+    if d["type"] != "categorical":
+        raise doc.error((*keypath, "type"), "expected categorical: channels are chosen among channel sets")
+    for key in ("low", "high", "step"):
+        if d[key] is not None:
+            raise doc.error((*keypath, key), "not allowed for a categorical parameter (use choices)")
+    if not d["choices"]:
+        raise doc.error((*keypath, "choices"), "empty choices: expected a non-empty list of channel lists")
+    sets = [_channel_set(doc, (*keypath, "choices", i), c) for i, c in enumerate(d["choices"])]
+    labels = ["+".join(s) for s in sets]
+    if len(set(labels)) != len(labels):
+        raise doc.error((*keypath, "choices"), "choices repeat a channel set")
+    return Param(name=name, kind="categorical", choices=tuple(labels), values=tuple(sets))
+
+
+def _parse_data(doc: Document, section: dict[str, Any]) -> dict[str, Param]:
+    out: dict[str, Param] = {}
+    for key, raw in section.items():
+        keypath: KeyPath = ("data", key)
+        if key not in SECTIONS["data"]:
+            raise unknown_key_error(doc, ("data",), key, list(INPUT_FIELDS))
+        if key not in INPUT_FIELDS:
+            raise doc.error(
+                keypath,
+                f"not set by a search space (the experiment file's data section sets it); a space may set "
+                f"{', '.join(INPUT_FIELDS)}",
+            )
+        if key == "channels":
+            out["data.channels"] = _parse_channels(doc, keypath, raw)
+        else:
+            out[f"data.{key}"] = _parse_param(doc, keypath, f"data.{key}", raw, INPUT_FIELDS[key])
+    return out
+
+
+def _parse_augment(doc: Document, section: dict[str, Any]) -> dict[str, dict[str, Param]]:
+    out: dict[str, dict[str, Param]] = {}
+    for aug, block in section.items():
+        keypath: KeyPath = ("augment", aug)
+        if aug not in augmentations.AUGMENTATIONS:
+            raise unknown_key_error(doc, ("augment",), aug, list(augmentations.AUGMENTATIONS))
+        if block is None:
+            block = {}
+        if not isinstance(block, dict):
+            raise doc.error(keypath, f"expected a mapping of options (or nothing: all defaults), got {describe(block)}")
+        options = augmentations.AUGMENTATIONS[aug].options
+        params: dict[str, Param] = {}
+        for key, raw in block.items():
+            if key not in options:
+                raise unknown_key_error(doc, keypath, key, list(options))
+            name = f"augment.{aug}.{key}"
+            params[name] = _parse_param(doc, (*keypath, key), name, raw, options[key])
+        out[aug] = params
+    return out
 
 
 def parse_space(doc: Document) -> Space:
@@ -264,7 +403,16 @@ def parse_space(doc: Document) -> Space:
             raise unknown_key_error(doc, ("optim",), key, list(OPTIM_FIELDS))
         optim[f"optim.{key}"] = _parse_param(doc, ("optim", key), f"optim.{key}", raw, OPTIM_FIELDS[key])
     name = top["name"] or Path(doc.path).stem
-    return Space(name=name, path=doc.path, description=top["description"], families=families, optim=optim, doc=doc)
+    return Space(
+        name=name,
+        path=doc.path,
+        description=top["description"],
+        families=families,
+        optim=optim,
+        doc=doc,
+        data=_parse_data(doc, top["data"] or {}),
+        augment=_parse_augment(doc, top["augment"] or {}),
+    )
 
 
 def load_space(path: str | Path) -> Space:

@@ -7,6 +7,11 @@ never need the search backend.
 Optimiser and training keys a spec does not give take their defaults (:data:`OPTIM_FIELDS`,
 :data:`TRAINING_DEFAULTS`), so a spec recorded before a key existed loads as the spec it trained as.
 
+``augment`` (training-time augmentations, :mod:`ape_nas.augment`: name → options) is left out of
+:meth:`TrialSpec.to_dict` when empty: a spec without augmentation has the ``spec.yaml`` and digest it had before
+the field existed, and an older ``spec.yaml`` loads with no augmentation. A spec with augmentations is refused
+by an ape-nas that predates them (unknown field), never trained without them.
+
 Example:
     >>> spec = TrialSpec(model="cnn1d", arch={"depth": 3}, optim={"lr": 1e-3}, data={}, protocol={},
     ...                  training={}, seed=0)
@@ -41,6 +46,9 @@ OPTIM_FIELDS: dict[str, Field] = {
     "nesterov": Field(bool, True, doc="sgd: Nesterov momentum (needs momentum > 0)"),
 }
 
+# Keys of ``data`` that describe a trial's input representation (a space's ``data`` section may set them).
+INPUT_KEYS = ("channels", "window_s", "stride_s", "normalize", "rate_hz", "label_purity")
+
 # Training values the Trainer reads and every spec carries (an experiment's training section sets them).
 TRAINING_DEFAULTS: dict[str, Any] = {"accelerator": "cpu", "precision": "32-true"}
 
@@ -55,6 +63,7 @@ class TrialSpec:
     training: dict[str, Any]
     seed: int
     version: int = field(default=SPEC_VERSION)
+    augment: dict[str, dict[str, Any]] = field(default_factory=dict)  # empty: no augmentation
 
     def __post_init__(self) -> None:
         if self.version > SPEC_VERSION:
@@ -66,11 +75,14 @@ class TrialSpec:
         object.__setattr__(self, "version", SPEC_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(asdict(self))
+        out = copy.deepcopy(asdict(self))
+        if not out["augment"]:  # as recorded before augmentations existed: same spec.yaml, same digest
+            del out["augment"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
-        known = {"model", "arch", "optim", "data", "protocol", "training", "seed", "version"}
+        known = {"model", "arch", "optim", "data", "protocol", "training", "seed", "version", "augment"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"TrialSpec has no field(s) {sorted(unknown)}")
@@ -93,4 +105,9 @@ class TrialSpec:
         out: dict[str, Any] = {"model": self.model, "seed": self.seed}
         out.update({f"arch.{k}": v for k, v in self.arch.items()})
         out.update({f"optim.{k}": v for k, v in self.optim.items()})
+        for key in INPUT_KEYS:  # the input representation, which a space may search
+            value = self.data.get(key)
+            if value is not None:
+                out[f"data.{key}"] = "+".join(map(str, value)) if isinstance(value, list) else value
+        out.update({f"augment.{name}.{k}": v for name, opts in self.augment.items() for k, v in opts.items()})
         return out

@@ -53,6 +53,12 @@ class SweepPlan:
     workdir: Path
     tracking_uri: str
     new_study: bool = False  # the experiment differs from its study: continue under a derived name
+    mlflow_experiment: str | None = None  # default: the study's name (outer folds of a nested run: the nested name)
+    parent_tags: dict[str, str] = field(default_factory=dict)  # extra tags of the parent run (nesting)
+
+    @property
+    def mlflow_name(self) -> str:
+        return self.mlflow_experiment or self.experiment.name
 
 
 @dataclass
@@ -86,6 +92,7 @@ def prepare_sweep(
     from ape_nas.models import arch_defaults
 
     space.check_families(arch_defaults())
+    space.check_inputs(experiment.data)
     workdir = Path(workdir)
     engine = make_backend(experiment.backend["name"], experiment=experiment, workdir=workdir, storage=storage)
     engine.validate()
@@ -219,7 +226,10 @@ def comparable(records: list[TrialRecord], attrs: dict[str, Any]) -> list[TrialR
     """Trials made on the study's data: never compare trials across data fingerprints.
 
     The study's fingerprint is its recorded identity's, else (a study from before identities) the latest
-    trial's. Trials without a recorded fingerprint are kept (nothing says they differ).
+    trial's. Trials without a recorded fingerprint are kept (nothing says they differ). A trial's
+    ``data_fingerprint`` attr is the fingerprint of the study it ran in (the experiment's windows), also when
+    the space chose its inputs (its own windows: attr ``input_fingerprint``), so input choices of one study are
+    compared with each other, while a study whose data changed is not.
     """
     fp = (attrs.get(IDENTITY_ATTR) or {}).get("data_fingerprint")
     if fp is None:
@@ -393,7 +403,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
         backend.on_stale_trial = lambda record: _close_stale_run(plan.tracking_uri, record)
 
     def tracker_() -> SweepTracker:
-        tracker = SweepTracker(plan.tracking_uri, exp.name, artifact_root=plan.workdir / "artifacts")
+        tracker = SweepTracker(plan.tracking_uri, plan.mlflow_name, artifact_root=plan.workdir / "artifacts")
         undo.tracker = tracker
         return tracker
 
@@ -413,6 +423,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
                 "ape_nas.backend": backend.name,
                 "ape_nas.storage": getattr(backend, "storage_label", backend.storage_url),
                 "data_fingerprint": windows.fingerprint,
+                **plan.parent_tags,
             },
             params=_parent_params(exp),
         )
@@ -441,7 +452,8 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     runner = TrialRunner(
         space_path=str(space.path),
         base=exp.base(),
-        experiment_name=exp.name,
+        experiment_name=plan.mlflow_name,
+        study=exp.name,
         tracking_uri=plan.tracking_uri,
         parent_run_id=parent.run_id,
         cache_dir=str(cache_dir),

@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from ape_nas.augment import augment_batch
 from ape_nas.metrics import CLASS_METRICS
 from ape_nas.models import build_model
 from ape_nas.spec import TrialSpec
@@ -49,8 +50,21 @@ class _DeviceMean:
         return None if self.total is None else float(self.total) / self.count
 
 
+Batch = tuple[torch.Tensor, ...]  # (x, y), or (x, features, y) for a network that fuses HRV features
+
+
+def unpack(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``(x, y)`` or ``(x, features, y)`` → ``(x, features or None, y)``."""
+    if len(batch) == 3:
+        return batch[0], batch[1], batch[2]
+    x, y = batch
+    return x, None, y
+
+
 class CardiacTask(L.LightningModule):
-    """Window classifier for one TrialSpec. ``class_weights`` re-balance the loss (from training labels).
+    """Window classifier for one TrialSpec. ``class_weights`` re-balance the loss (from training labels);
+    ``n_features``: length of the HRV feature vector of each window (batches ``(x, features, y)``), for a spec
+    whose ``arch.hrv_fusion`` fuses it (:mod:`ape_nas.models.heads`, :mod:`ape_nas.features`).
 
     After each validation epoch, :attr:`last_val` holds that epoch's ``val_*`` metrics and ``train_loss``, the
     mean training loss of the same epoch (Lightning validates before ``on_train_epoch_end``, so the loss is read
@@ -58,12 +72,17 @@ class CardiacTask(L.LightningModule):
     """
 
     def __init__(
-        self, spec: dict[str, Any], in_channels: int, num_classes: int, class_weights: list[float] | None = None
+        self,
+        spec: dict[str, Any],
+        in_channels: int,
+        num_classes: int,
+        class_weights: list[float] | None = None,
+        n_features: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.spec = TrialSpec.from_dict(spec)
-        self.net = build_model(self.spec.model, in_channels, num_classes, **self.spec.arch)
+        self.net = build_model(self.spec.model, in_channels, num_classes, n_features=n_features, **self.spec.arch)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=self.spec.optim["label_smoothing"])
         self.val_metrics = make_metrics(num_classes).clone(prefix="val_")
@@ -72,21 +91,23 @@ class CardiacTask(L.LightningModule):
         self._train_loss, self._val_loss = _DeviceMean(), _DeviceMean()
         self.last_val: dict[str, float] = {}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, time) -> (batch, classes)
-        return self.net(x)
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (batch, channels, time), features: (batch, n_features) or None -> (batch, classes)
+        return self.net(x, features)
 
     def on_train_epoch_start(self) -> None:
         self._train_loss.reset()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = self.loss_fn(self(x), y)
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        batch = augment_batch(self.spec, batch, self.hparams["num_classes"], self.current_epoch, batch_idx)
+        x, features, y = unpack(batch)
+        loss = self.loss_fn(self(x, features), y)
         self._train_loss.add(loss, len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, features, y = unpack(batch)
+        logits = self(x, features)
         self._val_loss.add(self.loss_fn(logits, y), len(y))
         self.val_metrics.update(logits.softmax(dim=1), y)
 

@@ -8,6 +8,12 @@ reporter, records the run id, spec and test metrics on the backend's trial, and 
 A spec identical to one the study already completed (same digest: same family, architecture, optimiser, data,
 protocol, training and seed) is not trained again: the trial records ``duplicate_of`` and that trial's score,
 test metrics and MLflow run (backends whose handle can look up finished trials: Optuna's).
+
+Fingerprints: a space may choose the trial's inputs (``data`` section), so a trial's windows need not be the
+study's. The trial records the study's fingerprint (user attr ``data_fingerprint``, MLflow tag
+``ape_nas.study_fingerprint``), which ``sweep.comparable`` and ``TrialStore.best_trial`` compare, and the
+fingerprint of its own windows (user attr ``input_fingerprint``, MLflow tag ``data_fingerprint``, also in its
+checkpoint), which reproduce and export check when they rebuild the windows from its ``spec.data``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ape_nas.backends.base import TrialHandle
-from ape_nas.tracking.names import RUN_ID_ATTR
+from ape_nas.tracking.names import RUN_ID_ATTR, STUDY_FINGERPRINT_TAG
 
 
 @dataclass
@@ -31,6 +37,7 @@ class TrialRunner:
     parent_run_id: str
     cache_dir: str
     data_fingerprint: str = ""
+    study: str = ""  # the study's name when it differs from the MLflow experiment (outer folds of a nested run)
     _space: Any = field(default=None, init=False, repr=False, compare=False)
     _tracker: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -67,15 +74,21 @@ class TrialRunner:
         twin = lookup(digest) if lookup is not None else None
         if twin is not None and twin.value is not None:
             handle.set_attr("duplicate_of", twin.number)
-            for key in (RUN_ID_ATTR, "test_metrics", "best_epoch"):
+            for key in (RUN_ID_ATTR, "test_metrics", "best_epoch", "test_ci", "fold_scores", "input_fingerprint"):
                 if key in twin.attrs:
                     handle.set_attr(key, twin.attrs[key])
             return float(twin.value)
-        with tracker.trial(handle.number, spec, {"ape_nas.study": self.experiment_name}) as run:
+        tags = {"ape_nas.study": self.study or self.experiment_name}
+        if self.data_fingerprint:  # the study's windows; the trial's own (its spec.data) are tagged data_fingerprint
+            tags[STUDY_FINGERPRINT_TAG] = self.data_fingerprint
+        with tracker.trial(handle.number, spec, tags) as run:
             handle.set_attr(RUN_ID_ATTR, run.run_id)
             result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir))
             for fold in result.folds:  # logged to MLflow: the temporary copies can go
                 shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
             handle.set_attr("test_metrics", result.test_metrics)
             handle.set_attr("best_epoch", result.best_epoch)
+            handle.set_attr("input_fingerprint", result.data_fingerprint)  # the windows this trial trained on
+            handle.set_attr("test_ci", result.test_ci)
+            handle.set_attr("fold_scores", result.fold_scores)
             return result.score

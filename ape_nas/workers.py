@@ -44,6 +44,15 @@ def cli_worker(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials}: expected 1 or more")
     plan = prepare_from_args(args)
+    if plan.experiment.protocol["kind"] == "nested" or getattr(args, "outer_fold", None) is not None:
+        from ape_nas.nested import is_nested, plan_for_fold
+
+        if not is_nested(plan.experiment) or args.outer_fold is None:
+            raise UserError(
+                f"{plan.experiment.name!r}: a worker joins one study; nested experiments need --outer-fold K "
+                "and --outer-fold needs a nested experiment"
+            )
+        plan = plan_for_fold(plan, args.outer_fold)
     backend = plan.backend
     kind = getattr(backend, "storage_kind", None)
     if kind is None:
@@ -195,6 +204,8 @@ def worker_commands(
     common = ["--workdir", str(plan.workdir), "--storage", backend.storage_url, "--tracking-uri", plan.tracking_uri]
     if args.timeout is not None:
         common += ["--timeout", str(args.timeout)]
+    if getattr(args, "outer_fold", None) is not None:
+        common += ["--outer-fold", str(args.outer_fold)]
     for item in args.overrides:
         common += ["--set", item]
     if threads is not None:
@@ -244,9 +255,11 @@ def spawn_workers(args: argparse.Namespace, plan: Any) -> int:
             with suppress(ProcessLookupError):
                 p.send_signal(signum)
         codes = [p.wait() for p in procs]
-    from ape_nas.sweep import comparable, load_status
+    from ape_nas.backends import make_backend
+    from ape_nas.sweep import comparable
 
-    _, study = load_status(args.experiment, workdir=plan.workdir, storage=backend.storage_url, overrides=args.overrides)
+    study = make_backend(exp.backend["name"], experiment=exp, workdir=plan.workdir, storage=backend.storage_url)
+    study.open(create=False)  # the plan's study (an outer fold's, for nested experiments)
     records = study.records()
     counts = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed", "running", "waiting")}
     best = best_of(comparable(records, study.attrs()), exp.direction)

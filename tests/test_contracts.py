@@ -123,8 +123,14 @@ def _check_spec(spec: TrialSpec, space: Space, base: dict[str, Any]) -> None:
         assert _within(value, param), f"{name}={value!r} outside {param.describe()}"
     for key in set(OPTIM_FIELDS) - {n.split(".", 1)[1] for n in space.optim}:
         assert spec.optim[key] == OPTIM_FIELDS[key].default
-    assert (spec.data, spec.protocol, spec.training, spec.seed) == (
-        base["data"],
+    searched = {name.split(".", 1)[1] for name in space.data}  # the space's inputs replace the experiment's
+    for name, param in space.data.items():
+        value = spec.data[name.split(".", 1)[1]]
+        choices = [param.decode(c) for c in param.choices] if param.kind == "categorical" else None
+        assert value in choices if choices is not None else _within(value, param), f"{name}={value!r}"
+    assert set(spec.augment) == set(space.augment)
+    assert ({k: v for k, v in spec.data.items() if k not in searched}, spec.protocol, spec.training, spec.seed) == (
+        {k: v for k, v in base["data"].items() if k not in searched},
         base["protocol"],
         base["training"],
         base["seed"],
@@ -192,12 +198,12 @@ def test_space_models_build_and_run(space_path):
     """Random specs and the two corners (all low / all high) of every family build and give (batch, classes)."""
     space = load_space(space_path)
     base = base_for(space_path)
-    in_channels = len(base["data"]["channels"])
     specs = _random_specs(space, base, per_family=2, seed=1)
     corners = [_Corner(f, high) for f in space.family_names for high in (False, True)]
     specs += [space.sample(corner, base, arch_defaults()) for corner in corners]
     for spec in specs:
         _check_spec(spec, space, base)
+        in_channels = len(spec.data["channels"])  # a space may choose the channel set
         net = build_model(spec.model, in_channels, NUM_CLASSES, **spec.arch).eval()
         with torch.no_grad():
             for length in WINDOW_LENGTHS:

@@ -11,7 +11,9 @@ import torch
 
 from ape_nas.errors import UnknownNameError, UserError
 from ape_nas.models import build_model, get_family, list_models
+from ape_nas.models.heads import FUSIONS, MissingFeaturesError
 from ape_nas.models.inception import branch_kernels
+from ape_nas.models.registry import SIZE_ARGS
 from ape_nas.models.resnet import block_kernels
 
 FAMILIES = list_models()
@@ -69,7 +71,10 @@ def test_backward_reaches_every_parameter(name):
 def test_arch_defaults_match_constructor_and_are_typed(name):
     family = get_family(name)
     params = inspect.signature(family.cls.__init__).parameters
-    ctor_defaults = {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    ctor_defaults = {
+        n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in SIZE_ARGS
+    }
+    assert set(SIZE_ARGS) <= set(params), "every family takes the data sizes (n_features)"
     assert family.arch_defaults == ctor_defaults
     assert family.arch_params == list(ctor_defaults)
     hints = typing.get_type_hints(family.cls.__init__)
@@ -107,6 +112,104 @@ def test_unknown_family_lists_known_names():
 def test_unknown_arch_argument_is_named(name):
     with pytest.raises(UserError, match="no_such_arg"):
         build_model(name, 1, 2, no_such_arg=3)
+
+
+# ---- the HRV fusion head (every family) --------------------------------------------------------------------------
+
+HYBRID = [(name, fusion) for name in FAMILIES for fusion in FUSIONS if fusion != "none"]
+N_FEATURES = 11
+
+
+@pytest.mark.parametrize(("name", "fusion"), HYBRID)
+@pytest.mark.parametrize("time", [640, 65])
+def test_fusion_forward_shape_and_finite_also_with_nan_features(name, fusion, time):
+    net = build_model(name, in_channels=2, num_classes=3, n_features=N_FEATURES, hrv_fusion=fusion)
+    features = torch.randn(4, N_FEATURES) * 30
+    features[0, 3] = features[2, :] = float("nan")  # features that could not be computed
+    net.train()
+    out = net(torch.randn(4, 2, time), features)
+    assert out.shape == (4, 3) and torch.isfinite(out).all()
+    net.eval()
+    with torch.no_grad():
+        assert torch.isfinite(net(torch.randn(1, 2, time), features[2:3])).all()
+
+
+@pytest.mark.parametrize(("name", "fusion"), HYBRID)
+def test_fusion_backward_reaches_every_parameter_and_uses_the_features(name, fusion):
+    net = build_model(name, in_channels=2, num_classes=3, n_features=N_FEATURES, hrv_fusion=fusion)
+    net.train()
+    x, features = torch.randn(4, 2, 256), torch.randn(4, N_FEATURES)
+    torch.nn.functional.cross_entropy(net(x, features), torch.tensor([0, 1, 2, 0])).backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
+    net.eval()
+    with torch.no_grad():
+        assert not torch.allclose(net(x, features), net(x, features + 1.0)), "the features change the output"
+
+
+@pytest.mark.parametrize(("name", "fusion"), HYBRID)
+def test_a_fusing_network_without_features_is_a_clear_error(name, fusion):
+    net = build_model(name, 1, 2, n_features=N_FEATURES, hrv_fusion=fusion).eval()
+    assert net.uses_features
+    with pytest.raises(MissingFeaturesError, match=r"net\(x, features\)"):
+        net(torch.randn(2, 1, 64))
+    with pytest.raises(MissingFeaturesError, match=rf"\(batch, {N_FEATURES}\)"):
+        net(torch.randn(2, 1, 64), torch.randn(2, N_FEATURES - 1))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_fusion_needs_features_and_a_known_mode(name):
+    with pytest.raises(UserError, match=r"hrv_fusion 'concat' needs the window's HRV features"):
+        build_model(name, 1, 2, hrv_fusion="concat")
+    with pytest.raises(UserError, match=r"hrv_fusion must be one of 'none', 'concat', 'gated'"):
+        build_model(name, 1, 2, n_features=3, hrv_fusion="sum")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_without_fusion_features_are_ignored_and_the_state_is_as_before(name):
+    """hrv_fusion none: the network of old checkpoints (same parameter names), features accepted and ignored."""
+    torch.manual_seed(3)
+    net = build_model(name, 1, 2, n_features=N_FEATURES).eval()
+    assert not net.uses_features and net.n_features == 0
+    assert [k for k in net.state_dict() if k.startswith("head")] == ["head.weight", "head.bias"]
+    x = torch.randn(2, 1, 128)
+    with torch.no_grad():
+        assert torch.equal(net(x), net(x, torch.randn(2, N_FEATURES)))
+    torch.manual_seed(3)
+    assert _same_state(net, build_model(name, 1, 2))
+
+
+@pytest.mark.parametrize(("name", "fusion"), HYBRID)
+def test_gated_and_concat_start_alike(name, fusion):
+    """The gate starts at 1: a gated network's first output equals the concat network with the same weights."""
+    torch.manual_seed(5)
+    gated = build_model(name, 1, 2, n_features=N_FEATURES, hrv_fusion="gated").eval()
+    concat = build_model(name, 1, 2, n_features=N_FEATURES, hrv_fusion="concat").eval()
+    concat.load_state_dict({k: v for k, v in gated.state_dict().items() if ".gate." not in k})
+    x, f = torch.randn(3, 1, 200), torch.randn(3, N_FEATURES)
+    with torch.no_grad():
+        assert torch.allclose(gated(x, f), concat(x, f), atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "fusion"), HYBRID)
+def test_fusion_tiny_overfit_from_the_features_alone(name, fusion):
+    """Windows of pure noise, the class in the features: a fusing network learns it (the path to the head works)."""
+    g = torch.Generator().manual_seed(11)
+    y = torch.arange(16) % 2
+    x = torch.randn(16, 1, 128, generator=g)
+    features = torch.randn(16, N_FEATURES, generator=g) * 0.3
+    features[:, 0] += 2.0 * y - 1.0
+    torch.manual_seed(0)
+    net = build_model(name, 1, 2, n_features=N_FEATURES, hrv_fusion=fusion)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for _ in range(40):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x, features), y).backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        assert (net(x, features).argmax(dim=1) == y).float().mean().item() == 1.0
 
 
 INVALID = [

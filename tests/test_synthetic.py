@@ -240,6 +240,37 @@ def test_between_subject_spread_makes_the_task_non_trivial(data):
     assert hr[:, 1].min() < hr[:, 0].max()
 
 
+def _stress_response(bench: BenchmarkData) -> tuple[np.ndarray, np.ndarray]:
+    """Per subject: resting HR and the stress HR rise (bpm), measured from the R peaks."""
+    hr = per_subject(bench, mean_hr, detected=False)
+    return hr[:, 0], hr[:, 1] - hr[:, 0]
+
+
+def test_typical_cohort_responds_like_real_stress_cohorts():
+    """``cohort: typical`` (the quickstart, issue 10): resting HR ≈ 55-85 bpm, and nearly every subject's HR rises
+    under stress by a few to ≈ 15-20 bpm with variable size, while RMSSD falls; the broad default cohort keeps
+    its many weak responders (about a quarter rising < 4 bpm), which leave a single window little to learn from."""
+    params = {"subjects": 40, "minutes_per_state": 1.0, "seed": 5}
+    typical = generate(**params, cohort="typical")
+    rest, rise = _stress_response(typical)
+    assert 60 < np.median(rest) < 80 and np.mean((rest > 52) & (rest < 90)) >= 0.9
+    assert 3.0 < np.std(rest) < 11.0  # between-subject spread of resting HR stays (no trivial threshold)
+    assert np.mean(rise > 3.0) >= 0.9 and 7.0 < np.median(rise) < 14.0
+    assert np.percentile(rise, 95) < 25.0 and np.std(rise) > 2.0  # variable response, no extreme ones
+    rm = per_subject(typical, rmssd_ms, detected=False)
+    assert np.mean(rm[:, 1] < rm[:, 0]) >= 0.85
+    _, broad_rise = _stress_response(generate(**params))
+    assert np.mean(broad_rise < 4.0) > 2 * np.mean(rise < 4.0)
+    assert typical.params["cohort"] == "typical" and generate(subjects=1, minutes_per_state=0.5).params["cohort"] == (
+        "broad"
+    )
+
+
+def test_unknown_cohort_is_rejected():
+    with pytest.raises(ValueError, match="cohort"):
+        generate(subjects=1, minutes_per_state=0.5, cohort="huge")
+
+
 def test_other_states_move_in_the_expected_direction(data_all):
     names = data_all.class_names
     hr = per_subject(data_all, mean_hr)

@@ -97,3 +97,13 @@ def reader_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="reader parameter by its own name, e.g. --set labels=PATH or --set task=phases (repeatable)",
     )
+
+
+def outer_fold_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--outer-fold",
+        type=int,
+        default=None,
+        metavar="K",
+        help="nested experiments: only outer fold K's study (1..outer_folds), e.g. one Slurm array task per fold",
+    )

@@ -16,6 +16,20 @@ from ape_nas.commands.common import (
 def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="MLflow run id of a trial, or an experiment YAML file (its best trial)")
     p.add_argument("--out", required=True, help="bundle folder to write (must not exist or be empty)")
+    p.add_argument(
+        "--final",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refit on every non-test subject for the trial's best epoch count + 1 (default for kfold/loso trials; "
+        "--no-final: the fold-0 model as trained)",
+    )
+    p.add_argument(
+        "--ensemble",
+        metavar="K|folds",
+        default=None,
+        help="one bundle with the mean probability of the K best distinct trials of the experiment's sweep, or "
+        "(folds) of one kfold/loso trial's fold models",
+    )
     tracking_uri_arg(p, "the workdir's")
     p.add_argument("--model-name", default=None, help="registered model name (default: ape-nas-<experiment>)")
     p.add_argument("--no-register", action="store_true", help="do not register the bundle in the MLflow registry")

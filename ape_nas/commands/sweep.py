@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ape_nas.commands.common import Command, console, set_args, tracking_uri_arg, workdir_args
+from ape_nas.commands.common import Command, console, outer_fold_arg, set_args, tracking_uri_arg, workdir_args
 
 
 def sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,15 +21,20 @@ def sweep_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the experiment's study was made on other data/protocol: continue in a derived study (<name>-2, ...)",
     )
+    outer_fold_arg(p)
     workdir_args(p)
     set_args(p)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from ape_nas.progress import summary_table
+    from ape_nas.progress import best_lines, summary_table
     from ape_nas.sweep import prepare_from_args, run_sweep
 
     plan = prepare_from_args(args, new_study=args.new_study)
+    if plan.experiment.protocol["kind"] == "nested" or args.outer_fold is not None:
+        from ape_nas.commands.nested import run_nested_command
+
+        return run_nested_command(args, plan)
     exp = plan.experiment
     out = console()
     out.print(
@@ -42,10 +47,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     exp = plan.experiment  # --new-study may have moved the sweep to a derived study name
     out.print(summary_table(outcome.records, exp.direction, exp.objective["metric"]))
     if outcome.best is not None:
-        out.print(
-            f"best: trial {outcome.best.number}  val {exp.objective['metric']} = "
-            f"{outcome.best.value:.4f}  (MLflow run {outcome.best.run_id})"
-        )
+        for line in best_lines(outcome.best, exp.objective["metric"], exp.direction):
+            out.print(line)
     if outcome.baseline is not None and outcome.best is not None:
         out.print(baseline_comparison(outcome.baseline, outcome.best.value, exp.objective["metric"], exp.direction))
     out.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
@@ -99,6 +102,7 @@ def worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=None, help="trials this worker adds (default: budget.trials)")
     p.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no trial")
     p.add_argument("--workers", type=int, default=1, help="spawn N worker processes on this machine")
+    outer_fold_arg(p)
     tracking_uri_arg(p)
     workdir_args(p)
     set_args(p)

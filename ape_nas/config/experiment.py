@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ape_nas.errors import UnknownNameError, UserError
-from ape_nas.metrics import DIRECTIONS
+from ape_nas.metrics import DIRECTIONS, SELECTIONS
 from ape_nas.schema import Field, check_mapping, describe, is_kind, unknown_key_error
 from ape_nas.search_names import BACKENDS, PRUNERS, SAMPLERS, SCHEDULERS
 from ape_nas.spec import TRAINING_DEFAULTS
@@ -20,7 +20,8 @@ from ape_nas.yamlio import Document, KeyPath, dotted, load_yaml, parse_assignmen
 
 METRICS = DIRECTIONS  # metric name -> the direction in which it improves
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
-PROTOCOLS = ("holdout", "kfold", "loso")
+PROTOCOLS = ("holdout", "kfold", "loso", "nested")
+INNER_PROTOCOLS = ("holdout", "kfold", "loso")
 
 
 def _subjects_check(value: Any) -> str | None:
@@ -56,6 +57,13 @@ QUALITY: dict[str, Field] = {
 }
 
 
+INNER: dict[str, Field] = {
+    "kind": Field(str, "kfold", choices=INNER_PROTOCOLS, doc="protocol of the search on an outer fold's subjects"),
+    "val_subjects": Field(object, None, nullable=True, check=_subjects_check, doc="holdout: validation subjects"),
+    "folds": Field(int, None, nullable=True, low=2, doc="kfold: number of validation groups"),
+    "max_folds": Field(int, None, nullable=True, low=1, doc="run only the first n inner folds"),
+}
+
 SECTIONS: dict[str, dict[str, Field]] = {
     "data": {
         "benchmark": Field(str, doc="benchmark name (ape-nas data benchmarks)"),
@@ -72,15 +80,21 @@ SECTIONS: dict[str, dict[str, Field]] = {
     },
     "protocol": {
         "kind": Field(str, "holdout", choices=PROTOCOLS, doc="how subjects are split"),
-        "test_subjects": Field(object, check=_subjects_check, doc="held-out test subjects: count or ids"),
+        "test_subjects": Field(
+            object, None, nullable=True, check=_subjects_check, doc="held-out test subjects: count or ids"
+        ),
         "val_subjects": Field(object, None, nullable=True, check=_subjects_check, doc="holdout: validation subjects"),
         "folds": Field(int, None, nullable=True, low=2, doc="kfold: number of validation groups"),
         "max_folds": Field(int, None, nullable=True, low=1, doc="run only the first n folds"),
         "seed": Field(int, None, nullable=True, doc="seed of the subject draw (default: experiment seed)"),
+        "outer_folds": Field(int, None, nullable=True, low=2, doc="nested: folds of outer test subjects"),
+        "inner": Field(dict, None, nullable=True, doc="nested: the protocol of the search inside each outer fold"),
     },
     "objective": {
         "metric": Field(str, "f1_macro", choices=tuple(METRICS), doc="validation metric the search optimises"),
         "direction": Field(str, None, nullable=True, choices=("maximize", "minimize"), doc="default: metric's"),
+        "selection": Field(str, "mean", choices=SELECTIONS, doc="multi-fold score: mean, or mean - k·SE"),
+        "se_multiple": Field(float, 1.0, low=0.0, doc="k of mean_minus_se"),
     },
     "training": {
         "max_epochs": Field(int, 10, low=1, doc="epochs per trial at most"),
@@ -145,6 +159,9 @@ class ExperimentConfig:
     def base(self) -> dict[str, Any]:
         """What every TrialSpec of this experiment shares (see :meth:`ape_nas.space.Space.to_spec`)."""
         training = {**self.training, "metric": self.objective["metric"], "direction": self.direction}
+        if self.objective["selection"] != "mean":  # recorded only when it changes the score (digests stay)
+            training["selection"] = self.objective["selection"]
+            training["se_multiple"] = self.objective["se_multiple"]
         return {
             "data": copy.deepcopy(self.data),
             "protocol": copy.deepcopy(self.protocol),
@@ -242,6 +259,44 @@ def _resolve_data_paths(doc: Document, data: dict[str, Any], catalog: BenchmarkC
             data["params"][key] = str((base / value).resolve())
 
 
+def _check_kind_keys(doc: Document, where: KeyPath, protocol: dict[str, Any]) -> None:
+    kind = protocol["kind"]
+    needs = {"holdout": "val_subjects", "kfold": "folds"}.get(kind)
+    for key in ("val_subjects", "folds"):
+        if key == needs and protocol[key] is None:
+            raise doc.error((*where, key), f"missing: protocol kind {kind} needs {key}")
+        if key != needs and protocol[key] is not None:
+            raise doc.error((*where, key), f"not used by protocol kind {kind}; remove it")
+
+
+def _check_protocol(doc: Document, protocol: dict[str, Any]) -> None:
+    """Keys each protocol kind needs and refuses; ``nested`` gets its ``inner`` protocol checked and filled."""
+    if protocol["kind"] != "nested":
+        for key in ("outer_folds", "inner"):
+            if protocol[key] is not None:
+                raise doc.error(("protocol", key), "only used by protocol kind nested; remove it")
+        if protocol["test_subjects"] is None:
+            raise doc.error(
+                ("protocol", "test_subjects"), f"missing: protocol kind {protocol['kind']} needs test_subjects"
+            )
+        _check_kind_keys(doc, ("protocol",), protocol)
+        return
+    for key, why in (
+        ("test_subjects", "the outer folds choose the test subjects"),
+        ("val_subjects", "set it under protocol.inner"),
+        ("folds", "use protocol.outer_folds, or protocol.inner.folds"),
+        ("max_folds", "set it under protocol.inner"),
+    ):
+        if protocol[key] is not None:
+            raise doc.error(("protocol", key), f"not used by protocol kind nested ({why}); remove it")
+    if protocol["outer_folds"] is None:
+        raise doc.error(("protocol", "outer_folds"), "missing: protocol kind nested needs outer_folds (an int >= 2)")
+    if protocol["inner"] is None:
+        raise doc.error(("protocol", "inner"), "missing: protocol kind nested needs inner: {kind: kfold, folds: 3}")
+    protocol["inner"] = check_mapping(doc, ("protocol", "inner"), protocol["inner"], INNER)
+    _check_kind_keys(doc, ("protocol", "inner"), protocol["inner"])
+
+
 def parse_experiment(doc: Document, catalog: BenchmarkCatalog) -> ExperimentConfig:
     """Validate a loaded experiment document; ``data.params`` are checked against ``catalog``."""
     top = check_mapping(doc, (), doc.data, TOP)
@@ -267,12 +322,7 @@ def parse_experiment(doc: Document, catalog: BenchmarkCatalog) -> ExperimentConf
     training = sections["training"]
     if training["precision"] == "16-mixed" and training["accelerator"] == "cpu":
         raise doc.error(("training", "precision"), "16-mixed needs a GPU; on CPU use 32-true or bf16-mixed")
-    needs = {"holdout": "val_subjects", "kfold": "folds"}.get(protocol["kind"])
-    for key in ("val_subjects", "folds"):
-        if key == needs and protocol[key] is None:
-            raise doc.error(("protocol", key), f"missing: protocol kind {protocol['kind']} needs {key}")
-        if key != needs and protocol[key] is not None:
-            raise doc.error(("protocol", key), f"not used by protocol kind {protocol['kind']}; remove it")
+    _check_protocol(doc, protocol)
     backend = sections["backend"]
     if backend["sampler"] not in SAMPLERS:
         raise doc.error(("backend", "sampler"), str(UnknownNameError("sampler", backend["sampler"], list(SAMPLERS))))

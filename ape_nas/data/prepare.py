@@ -49,6 +49,10 @@ class WindowSet:
         wanted = np.array([self.subjects.index(s) for s in subject_ids], dtype=self.groups.dtype)
         return np.flatnonzero(np.isin(self.groups, wanted))
 
+    def subject_ids(self, idx: np.ndarray) -> np.ndarray:
+        """The subject id (str) of each window ``idx``."""
+        return np.asarray(self.subjects, dtype=object)[np.asarray(self.groups)[idx]].astype(str)
+
 
 def fingerprint(data_cfg: dict[str, Any], memo: HashMemo | None = None) -> str:
     """Key of the windows: raw files' content + reader version + loader params + preprocessing config."""

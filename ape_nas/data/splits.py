@@ -5,6 +5,9 @@ Protocols (``protocol.kind``):
 - ``kfold``: held-out test subjects; the remaining subjects are dealt into ``folds`` groups; fold ``k``
   validates on group ``k`` and trains on the others (grouped k-fold).
 - ``loso``: held-out test subjects; leave-one-subject-out over the remaining subjects (each fold validates on one).
+- ``nested`` (outer level only, :func:`outer_folds`): the subjects are dealt into ``outer_folds`` groups of test
+  subjects; each outer fold runs a whole search with the ``inner`` protocol (one of the three above) on the
+  other subjects, whose test subjects are that group.
 
 Test subjects are the same in every fold and never used for training or for the search's score.
 """
@@ -19,7 +22,7 @@ import numpy as np
 
 from ape_nas.errors import KeyedError, UserError
 
-PROTOCOLS = ("holdout", "kfold", "loso")
+PROTOCOLS = ("holdout", "kfold", "loso")  # a nested protocol is made of these (see outer_folds)
 
 
 @dataclass(frozen=True)
@@ -183,3 +186,51 @@ def make_splits(protocol: dict[str, Any], subjects: Sequence[str]) -> list[Split
     if protocol.get("max_folds"):
         splits = splits[: protocol["max_folds"]]
     return splits
+
+
+def outer_folds(
+    subjects: Sequence[str], k: int, seed: int, balance: dict[str, float] | None = None
+) -> list[tuple[str, ...]]:
+    """Test subjects of each of ``k`` outer folds (disjoint, together every subject, sizes differ by <= 1).
+
+    ``balance`` (subject → share of its windows in one class, e.g. the positive class) stratifies the folds:
+    subjects are ordered by it (ties in a seeded random order) and dealt in a serpentine order, so every outer
+    fold gets subjects across the range of label balance. Without it the deal is a seeded shuffle.
+
+    Example:
+        >>> outer_folds([f"S{i}" for i in range(6)], 3, seed=0)
+        [('S1', 'S3'), ('S0', 'S2'), ('S4', 'S5')]
+    """
+    pool = sorted(subjects)
+    if k < 2 or k > len(pool):
+        raise KeyedError(
+            [("protocol", "outer_folds")],
+            f"{k} outer folds need at least {max(k, 2)} subjects; the data has {len(pool)} usable subjects",
+        )
+    rng = np.random.default_rng(seed)
+    order = [pool[i] for i in rng.permutation(len(pool))]
+    if balance is not None:
+        order = sorted(order, key=lambda s: balance.get(s, 0.5))  # stable: ties keep the shuffled order
+    groups: list[list[str]] = [[] for _ in range(k)]
+    for i, s in enumerate(order):
+        lap, pos = divmod(i, k)
+        groups[pos if lap % 2 == 0 else k - 1 - pos].append(s)
+    folds = [tuple(sorted(g)) for g in groups]
+    seen = [s for g in folds for s in g]
+    assert len(seen) == len(set(seen)) == len(pool), "outer folds must partition the subjects"
+    return folds
+
+
+def inner_protocol(protocol: dict[str, Any], test: Sequence[str]) -> dict[str, Any]:
+    """The protocol of the search inside one outer fold: ``protocol.inner`` with the fold's test subjects."""
+    inner = protocol["inner"]
+    return {
+        "kind": inner["kind"],
+        "test_subjects": list(test),
+        "val_subjects": inner.get("val_subjects"),
+        "folds": inner.get("folds"),
+        "max_folds": inner.get("max_folds"),
+        "seed": protocol["seed"],
+        "outer_folds": None,
+        "inner": None,
+    }

@@ -6,6 +6,11 @@ series with NaN in gaps) → align channels on their common time span → cut fi
 by majority with a purity threshold (transitions and unlabelled stretches fall out) → signal-quality rejection
 (NaN runs, flat lines, clipping, beat gaps) → per-subject z-score (statistics from that subject's own kept data
 only) → gaps set to 0 after normalisation.
+
+Derived channels: ``<signal>_ibi`` (``bvp_ibi``, ``ppg_ibi``, ``ecg_ibi``), when the recording has no channel of
+that name, is the beat-interval series of the beats detected on ``<signal>``
+(:func:`ape_nas.hrv.recording_rr`: the HRV baseline's detector and RR cleaning, on the raw signal whatever
+``bandpass_hz`` says), windowed exactly as a reader's beat-interval channel (gaps kept, never invented).
 """
 
 from __future__ import annotations
@@ -23,7 +28,20 @@ from ape_nas.data.quality import QualityConfig, reject
 from ape_nas.data.types import UNLABELLED, SubjectRecording
 from ape_nas.errors import UserError
 
-__all__ = ["MAX_BEAT_GAP_S", "SubjectWindows", "channel_band", "channel_rate", "events_to_series", "window_subject"]
+__all__ = [
+    "IBI_SUFFIX",
+    "MAX_BEAT_GAP_S",
+    "SubjectWindows",
+    "beat_events",
+    "channel_band",
+    "channel_rate",
+    "derived_source",
+    "events_to_series",
+    "has_channel",
+    "window_subject",
+]
+
+IBI_SUFFIX = "_ibi"  # <signal>_ibi: the beat intervals detected on <signal> (a derived channel)
 
 
 @dataclass
@@ -69,12 +87,43 @@ def events_to_series(events: np.ndarray, rate: float, end_s: float) -> np.ndarra
     return out
 
 
+def derived_source(rec: SubjectRecording, ch: str) -> str | None:
+    """The signal whose beats make the derived channel ``ch`` (``bvp_ibi`` → ``bvp``); None when ``ch`` is a
+    channel of the recording itself or not a derived name."""
+    if ch in rec.signals or ch in rec.events or not ch.endswith(IBI_SUFFIX):
+        return None
+    source = ch[: -len(IBI_SUFFIX)]
+    return source if source in rec.signals else None
+
+
+def has_channel(rec: SubjectRecording, ch: str) -> bool:
+    """Whether the recording has channel ``ch``, or can derive it (:func:`derived_source`)."""
+    return ch in rec.signals or ch in rec.events or derived_source(rec, ch) is not None
+
+
+def beat_events(rec: SubjectRecording, ch: str) -> np.ndarray:
+    """Beat events ``(n, 2)`` (time after ``t0``, interval) of an events channel, or of a derived ``<signal>_ibi``."""
+    if ch in rec.events:
+        return np.asarray(rec.events[ch], dtype=float).reshape(-1, 2)
+    source = derived_source(rec, ch)
+    if source is None:
+        raise UserError(f"subject {rec.subject}: no beat-interval channel {ch}")
+    from ape_nas.hrv.beats import recording_rr
+
+    try:
+        times, rr = recording_rr(rec, source)
+    except ValueError as exc:
+        raise UserError(f"data.channels: {ch}: {exc}") from None
+    return np.column_stack([times, rr])
+
+
 def channel_rate(rec: SubjectRecording, channels: list[str], rate_hz: float | None) -> float:
-    missing = [c for c in channels if c not in rec.signals and c not in rec.events]
+    missing = [c for c in channels if not has_channel(rec, c)]
     if missing:
         raise UserError(
             f"data.channels: subject {rec.subject} has no channel(s) {', '.join(missing)}; "
-            f"available: {', '.join(rec.channel_names())}"
+            f"available: {', '.join(rec.channel_names())} (and <signal>{IBI_SUFFIX}: the beat intervals of an ECG/PPG "
+            "signal)"
         )
     if rate_hz is not None:
         return float(rate_hz)
@@ -108,8 +157,8 @@ def window_subject(
     rows, kinds, begins = [], [], []
     end_s = rec.duration_s()
     for ch in channels:
-        if ch in rec.events:
-            rows.append(events_to_series(np.asarray(rec.events[ch], dtype=float), fs, end_s))
+        if ch in rec.events or derived_source(rec, ch) is not None:
+            rows.append(events_to_series(beat_events(rec, ch), fs, end_s))
             kinds.append("events")
             begins.append(0.0)
             continue

@@ -3,7 +3,8 @@
 Layout (every file is listed with its SHA-256 in ``SHA256SUMS``, the ``sha256sum -c`` format)::
 
     bundle/
-      model.onnx          the network with a softmax: input "x" (batch, channels, time) float32 → "probabilities"
+      model.onnx          the network with a softmax: input "x" (batch, channels, time) float32 [and, for a model
+                          that fuses HRV features, "hrv_features" (batch, F) float32] → "probabilities"
       model.ts            the same network as TorchScript (torch.jit.trace), for PyTorch stacks
       preprocessing.json  the exact preprocessing: channels, rate, band-pass, normalisation, windows, quality,
                           class names, input and output names and shapes
@@ -41,6 +42,9 @@ SUMS = "SHA256SUMS"
 #: the ONNX graph's input (windows, float32 (batch, channels, time)) and output (class probabilities)
 INPUT_NAME = "x"
 OUTPUT_NAME = "probabilities"
+#: the second input of a model that fuses the windows' HRV features: float32 (batch, F), NaN allowed
+#: (``preprocessing.json`` → ``hrv_features`` says how to compute it)
+FEATURES_NAME = "hrv_features"
 
 #: files every bundle has (besides SHA256SUMS), in the order they are listed
 FILES = (MODEL_ONNX, MODEL_TS, PREPROCESSING, METRICS, CARD, INFO)
@@ -136,6 +140,12 @@ class Bundle:
     @property
     def output_name(self) -> str:
         return str(self.preprocessing["output"]["name"])
+
+    @property
+    def hrv_features(self) -> dict[str, Any] | None:
+        """The HRV feature input (``preprocessing.json`` → ``hrv_features``: name, feature names, mode, beat
+        source, window length), or None for a model that takes windows only."""
+        return self.preprocessing.get("hrv_features") or None
 
 
 def _load_json(path: Path) -> dict[str, Any]:

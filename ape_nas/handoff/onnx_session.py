@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ape_nas.handoff.bundle import INPUT_NAME, OUTPUT_NAME
+from ape_nas.handoff.bundle import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME
 
 BATCH = 256
 
@@ -30,19 +30,39 @@ def ort_session(path: str | Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def _feed(
+    x: np.ndarray, features: np.ndarray | None, input_name: str = INPUT_NAME, features_name: str = FEATURES_NAME
+) -> dict[str, np.ndarray]:
+    feed = {input_name: np.ascontiguousarray(x, dtype=np.float32)}
+    if features is not None:
+        feed[features_name] = np.ascontiguousarray(features, dtype=np.float32)
+    return feed
+
+
 def ort_probs(
-    session: Any, X: np.ndarray, batch: int = BATCH, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME
+    session: Any,
+    X: np.ndarray,
+    batch: int = BATCH,
+    input_name: str = INPUT_NAME,
+    output_name: str = OUTPUT_NAME,
+    features: np.ndarray | None = None,
+    features_name: str = FEATURES_NAME,
 ) -> np.ndarray:
-    """Windows ``X`` (n, channels, time) through ``session`` in batches of ``batch``: (n, classes) float32."""
+    """Windows ``X`` (n, channels, time) [and their HRV ``features`` (n, F), for a graph with that second input]
+    through ``session`` in batches of ``batch``: (n, classes) float32."""
     out = [
-        session.run([output_name], {input_name: np.ascontiguousarray(X[i : i + batch], dtype=np.float32)})[0]
+        session.run(
+            [output_name],
+            _feed(X[i : i + batch], None if features is None else features[i : i + batch], input_name, features_name),
+        )[0]
         for i in range(0, len(X), batch)
     ]
     return np.concatenate(out)
 
 
 class OnnxModel:
-    """An ONNX graph in onnxruntime (CPU): windows (n, channels, time) float32 → (n, classes) probabilities."""
+    """An ONNX graph in onnxruntime (CPU): windows (n, channels, time) float32 [and, when the graph has the
+    second input ``features_name``, their HRV features (n, F)] → (n, classes) probabilities."""
 
     def __init__(
         self,
@@ -50,21 +70,35 @@ class OnnxModel:
         input_name: str = INPUT_NAME,
         output_name: str = OUTPUT_NAME,
         threads: int | None = None,
+        features_name: str = FEATURES_NAME,
     ) -> None:
         self.session = ort_session(path, threads)
-        self.input_name, self.output_name = input_name, output_name
+        self.input_name, self.output_name, self.features_name = input_name, output_name, features_name
+        self.uses_features = features_name in {i.name for i in self.session.get_inputs()}
 
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        return ort_probs(self.session, windows, input_name=self.input_name, output_name=self.output_name)
+    def __call__(self, windows: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        if self.uses_features and features is None:
+            raise ValueError(f"this model also takes the windows' HRV features (input {self.features_name!r})")
+        return ort_probs(
+            self.session,
+            windows,
+            input_name=self.input_name,
+            output_name=self.output_name,
+            features=features if self.uses_features else None,
+            features_name=self.features_name,
+        )
 
 
-def latency(session_factory: Callable[[int | None], Any], x: np.ndarray, runs: int) -> dict[str, Any]:
-    """Median and p90 milliseconds of one window (``x[:1]``) on 1 thread and on onnxruntime's default threads
-    (``session_factory(threads)`` opens a session), after up to 10 warm-up runs."""
+def latency(
+    session_factory: Callable[[int | None], Any], x: np.ndarray, runs: int, features: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Median and p90 milliseconds of one window (``x[:1]``, with ``features[:1]`` for a model that takes HRV
+    features) on 1 thread and on onnxruntime's default threads (``session_factory(threads)`` opens a session),
+    after up to 10 warm-up runs."""
     out = {}
     for label, threads in (("1_thread", 1), ("default_threads", None)):
         session = session_factory(threads)
-        feed = {INPUT_NAME: np.ascontiguousarray(x[:1], dtype=np.float32)}
+        feed = _feed(x[:1], None if features is None else features[:1])
         for _ in range(min(10, runs)):
             session.run([OUTPUT_NAME], feed)
         times = []

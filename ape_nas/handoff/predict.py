@@ -54,7 +54,9 @@ def load_recordings(path: str | Path, params: dict[str, Any] | None = None, read
 
 def check_recording(rec: SubjectRecording, bundle: Bundle) -> None:
     """Channels and sample rates must fit the bundle: missing channels and too low rates are UserErrors."""
-    missing = [c for c in bundle.channels if c not in rec.signals and c not in rec.events]
+    from ape_nas.data.windows import has_channel  # derived channels (bvp_ibi) count as present
+
+    missing = [c for c in bundle.channels if not has_channel(rec, c)]
     if missing:
         raise UserError(
             f"subject {rec.subject}: the recording has no channel(s) {', '.join(missing)}; the model needs "
@@ -130,6 +132,29 @@ def window_recording(rec: SubjectRecording, bundle: Bundle, labelled_only: bool 
     return sw
 
 
+def hrv_input(bundle: Bundle) -> Any:
+    """For a bundle whose model also takes the windows' HRV features: ``f(recording, starts_s) -> (n, F)``, the
+    features as training computed them (:func:`ape_nas.features.recording_features`, then
+    :func:`ape_nas.features.network_input` over the recording's windows); None for a windows-only model."""
+    from ape_nas.features import network_input, recording_features
+    from ape_nas.hrv import FEATURE_NAMES
+
+    spec = bundle.hrv_features
+    if spec is None:
+        return None
+    if list(spec["names"]) != list(FEATURE_NAMES):
+        raise UserError(
+            f"{bundle.path}: the model takes the HRV features {', '.join(spec['names'])}; this version of ape-nas "
+            f"computes {', '.join(FEATURE_NAMES)} (use the ape-nas version the bundle was exported with)"
+        )
+
+    def features(rec: SubjectRecording, starts_s: np.ndarray) -> np.ndarray:
+        raw = recording_features(rec, starts_s, float(spec["window_s"]), spec.get("hrv_source"))
+        return network_input(raw, None, str(spec["mode"]))
+
+    return features
+
+
 def run_prediction(
     bundle_dir: str | Path,
     data: str | Path,
@@ -151,6 +176,7 @@ def run_prediction(
         check_recording(rec, bundle)
     lut = _label_lookup(bench.class_names, bundle, strict=need_labels)
     model = OnnxModel(bundle.onnx_path, bundle.input_name, bundle.output_name)
+    feature_input = hrv_input(bundle)
     out = []
     for rec in bench.subjects:
         lab = np.asarray(rec.labels, dtype=np.int64)
@@ -159,7 +185,10 @@ def run_prediction(
         mapped[known] = lut[lab[known]]
         rec.labels = mapped
         sw = window_recording(rec, bundle, labelled_only)
-        probs = model(sw.windows) if len(sw.windows) else np.zeros((0, len(bundle.class_names)), dtype=np.float32)
+        features = feature_input(rec, sw.starts_s) if feature_input is not None else None
+        probs = (
+            model(sw.windows, features) if len(sw.windows) else np.zeros((0, len(bundle.class_names)), dtype=np.float32)
+        )
         out.append(SubjectPrediction(rec.subject, rec.t0, sw.starts_s, probs, sw.labels, dict(sw.dropped)))
     if not any(len(s.starts_s) for s in out):
         dropped = {s.subject: {k: v for k, v in s.dropped.items() if v} for s in out}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ape_nas.handoff.bundle import INPUT_NAME, OUTPUT_NAME, PREPROCESSING_FORMAT
+from ape_nas.handoff.bundle import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME, PREPROCESSING_FORMAT
 
 NORMALISATION = {
     "subject": "per recording and channel: z-score (x - mean) / (std + 1e-6) with the mean and std over all "
@@ -68,6 +68,41 @@ def steps(data: dict[str, Any], channels: list[str], rate: float, window: int, s
     ]
 
 
+def hrv_features_json(data: dict[str, Any], transform: dict[str, Any]) -> dict[str, Any]:
+    """The second model input of a model that fuses HRV features (``transform``: the checkpoint's
+    ``hrv_transform``, :meth:`ape_nas.features.HrvTransform.to_dict`)."""
+    names, mode = list(transform["names"]), transform["mode"]
+    source = data.get("hrv_source")
+    return {
+        "name": FEATURES_NAME,
+        "dtype": "float32",
+        "layout": "(batch, features)",
+        "shape": ["batch", len(names)],
+        "names": names,
+        "mode": mode,
+        "hrv_source": source,
+        "window_s": float(data["window_s"]),
+        "steps": [
+            f"1. beats of the recording from {source or 'the reader default beat channel'} (ape_nas.hrv.recording_rr:"
+            " band-pass, peak detection, RR cleaning), on the recording's timeline",
+            f"2. per window [start, start + {float(data['window_s']):g} s): the HRV features {', '.join(names)} "
+            "(ape_nas.hrv.window_features; NaN where too few beats)",
+            "3. "
+            + (
+                "z-score every feature within the recording over its kept windows, NaN ignored "
+                "(ape_nas.hrv.subject_normalise)"
+                if mode == "subject"
+                else "nothing more: raw values"
+            ),
+            f"4. float32 (windows, {len(names)}), NaN kept → model input {FEATURES_NAME}; the model itself keeps the "
+            f"columns {', '.join(transform['columns'])}, applies sign·log1p, imputes NaN with the training medians "
+            "and standardises with the training subjects' statistics (values under fitted)",
+        ],
+        "fitted": transform,
+        "reference_implementation": "ape_nas.features.recording_features, ape_nas.features.network_input",
+    }
+
+
 def preprocessing_json(data: dict[str, Any], ckpt: dict[str, Any], dynamic_time: bool) -> dict[str, Any]:
     """The content of ``preprocessing.json`` for a model trained with the ``data`` config of its spec;
     ``dynamic_time``: the ONNX graph accepts other window lengths (time axis "time" instead of a number)."""
@@ -79,6 +114,7 @@ def preprocessing_json(data: dict[str, Any], ckpt: dict[str, Any], dynamic_time:
     window_samples = int(ckpt["window_samples"])
     stride_samples = max(1, round(float(data["stride_s"]) * rate))
     names = list(ckpt["class_names"])
+    transform = ckpt.get("hrv_transform")
     return {
         "format": PREPROCESSING_FORMAT,
         "channels": channels,
@@ -107,7 +143,9 @@ def preprocessing_json(data: dict[str, Any], ckpt: dict[str, Any], dynamic_time:
             "shape": ["batch", len(names)],
             "meaning": "softmax class probabilities, columns in class_names order; predicted class = argmax",
         },
-        "steps": steps(data, channels, rate, window_samples, stride_samples),
+        "hrv_features": hrv_features_json(data, transform) if transform else None,
+        "steps": steps(data, channels, rate, window_samples, stride_samples)
+        + ([f"10. the window's HRV features → model input {FEATURES_NAME} (see hrv_features)"] if transform else []),
         "reference_implementation": "ape_nas.data.windows.window_subject",
         "prep_version": PREP_VERSION,
         "source_data": {

@@ -38,24 +38,37 @@ def score(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, Any]:
 
 @dataclass
 class SplitScores:
-    """The model on the validation and test subjects of its split."""
+    """The model on the validation and test subjects of its split (no validation subjects: ``val`` is empty and
+    ``pooled["val"]`` is None, e.g. a model refitted on every non-test subject)."""
 
     val: dict[str, Any]  # subject → score
     test: dict[str, Any]
-    pooled: dict[str, dict[str, Any]]  # "val" | "test" → score of the partition's windows together
+    pooled: dict[str, dict[str, Any] | None]  # "val" | "test" → score of the partition's windows together
     X_test: np.ndarray  # the test windows, subject after subject (the parity checks run on them)
     p_test: np.ndarray  # the model's probabilities of X_test
+    y_test: np.ndarray  # their labels
+    g_test: np.ndarray  # their subjects
+    F_test: np.ndarray | None = None  # their HRV feature input (a model that takes one), else None
 
 
 def score_split(
-    model: Callable[[np.ndarray], np.ndarray], ws: Any, val: list[str], test: list[str], k: int
+    model: Callable[..., np.ndarray],
+    ws: Any,
+    val: list[str],
+    test: list[str],
+    k: int,
+    features: np.ndarray | None = None,
 ) -> SplitScores:
-    """Score ``model`` (windows → probabilities) on the windows of each validation and test subject of ``ws``."""
+    """Score ``model`` (windows → probabilities; ``model(x, f)`` when ``features``, the HRV feature input of all
+    of ``ws``'s windows, is given) on the windows of each validation and test subject of ``ws``."""
     X = {s: np.asarray(ws.X[ws.indices([s])]) for s in (*val, *test)}
     y = {s: np.asarray(ws.y[ws.indices([s])]) for s in X}
-    probs = {s: model(x) for s, x in X.items()}
+    F = {s: None if features is None else features[ws.indices([s])] for s in X}
+    probs = {s: model(x) if F[s] is None else model(x, F[s]) for s, x in X.items()}
 
-    def part(subjects: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def part(subjects: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if not subjects:
+            return {}, None
         per_subject = {s: score(y[s], probs[s], k) for s in subjects}
         pooled = score(np.concatenate([y[s] for s in subjects]), np.concatenate([probs[s] for s in subjects]), k)
         return per_subject, pooled
@@ -67,4 +80,7 @@ def score_split(
         {"val": val_pooled, "test": test_pooled},
         np.concatenate([X[s] for s in test]),
         np.concatenate([probs[s] for s in test]),
+        np.concatenate([y[s] for s in test]),
+        np.concatenate([np.full(len(y[s]), s, dtype=object) for s in test]).astype(str),
+        None if features is None else np.concatenate([F[s] for s in test]),
     )

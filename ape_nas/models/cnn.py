@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ape_nas.models.heads import HeadedClassifier
 from ape_nas.models.registry import register_model
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ NORMS = ("batch", "none")
 
 
 @register_model("cnn1d")
-class CNN1d(nn.Module):
+class CNN1d(HeadedClassifier):
     """Plain 1-D CNN: conv → norm → ReLU → max-pool blocks, global average pooling, linear head.
 
     Block ``i`` has ``round(width * growth**i)`` channels; its convolution uses 'same' padding and the max-pool
@@ -80,6 +81,10 @@ class CNN1d(nn.Module):
         pool: max-pool kernel and stride per block, >= 1 (1 = no pooling).
         dropout: dropout probability before the linear head, in [0, 1).
         norm: ``"batch"`` (BatchNorm1d) or ``"none"``.
+        hrv_fusion: head over the embedding alone (``"none"``) or fused with the window's HRV features
+            (``"concat"``, ``"gated"``; see :mod:`ape_nas.models.heads`).
+        n_features: length of the HRV feature vector (a data size set by training, not searched); used only
+            when ``hrv_fusion`` is not ``"none"``.
     """
 
     def __init__(
@@ -94,6 +99,8 @@ class CNN1d(nn.Module):
         pool: int = 2,
         dropout: float = 0.1,
         norm: str = "batch",
+        hrv_fusion: str = "none",
+        n_features: int = 0,
     ) -> None:
         super().__init__()
         check_int("in_channels", in_channels, 1)
@@ -121,11 +128,9 @@ class CNN1d(nn.Module):
             blocks.append(nn.Sequential(*layers))
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, num_classes)
+        self.make_head(c_in, num_classes, dropout, hrv_fusion, n_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         # x: (batch, in_channels, time)
         x = self.features(x)  # (batch, channels[-1], ceil(time / pool**depth))
-        x = x.mean(dim=-1)  # (batch, channels[-1])
-        return self.head(self.dropout(x))  # (batch, num_classes)
+        return x.mean(dim=-1)  # (batch, channels[-1])

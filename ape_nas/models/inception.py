@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ape_nas.models.cnn import check_dropout, check_int, check_kernel
+from ape_nas.models.heads import HeadedClassifier
 from ape_nas.models.registry import register_model
 
 RESIDUAL_EVERY = 3
@@ -60,7 +61,7 @@ class _Shortcut(nn.Module):
 
 
 @register_model("inception_time")
-class InceptionTime(nn.Module):
+class InceptionTime(HeadedClassifier):
     """InceptionTime-style network: inception modules with residual shortcuts, global average pooling, head.
 
     Each module runs an optional 1x1 bottleneck and three parallel 'same'-padded convolutions of kernels
@@ -79,6 +80,10 @@ class InceptionTime(nn.Module):
         kernel_size: largest of the three parallel kernels, odd, >= 1 (the paper uses 40).
         bottleneck: bottleneck channels, >= 0; 0 = no bottleneck (also skipped on single-channel input).
         dropout: dropout probability before the linear head, in [0, 1).
+        hrv_fusion: head over the embedding alone (``"none"``) or fused with the window's HRV features
+            (``"concat"``, ``"gated"``; see :mod:`ape_nas.models.heads`).
+        n_features: length of the HRV feature vector (a data size set by training, not searched); used only
+            when ``hrv_fusion`` is not ``"none"``.
     """
 
     def __init__(
@@ -91,6 +96,8 @@ class InceptionTime(nn.Module):
         kernel_size: int = 31,
         bottleneck: int = 8,
         dropout: float = 0.1,
+        hrv_fusion: str = "none",
+        n_features: int = 0,
     ) -> None:
         super().__init__()
         check_int("in_channels", in_channels, 1)
@@ -112,10 +119,9 @@ class InceptionTime(nn.Module):
             if (i + 1) % RESIDUAL_EVERY == 0:
                 self.shortcuts.append(_Shortcut(c_res, c_out))
                 c_res = c_out
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_out, num_classes)
+        self.make_head(c_out, num_classes, dropout, hrv_fusion, n_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         # x: (batch, in_channels, time)
         residual = x
         for i, module in enumerate(self.inception):
@@ -123,5 +129,4 @@ class InceptionTime(nn.Module):
             if (i + 1) % RESIDUAL_EVERY == 0:
                 x = self.shortcuts[i // RESIDUAL_EVERY](x, residual)  # (batch, 4 * filters, time)
                 residual = x
-        x = x.mean(dim=-1)  # (batch, 4 * filters)
-        return self.head(self.dropout(x))  # (batch, num_classes)
+        return x.mean(dim=-1)  # (batch, 4 * filters)

@@ -1,12 +1,15 @@
 """Exact-name registry of model families.
 
-Every family is a plain ``nn.Module`` with one constructor signature::
+Every family is an ``nn.Module`` (in practice a :class:`~ape_nas.models.heads.HeadedClassifier`) with one
+constructor signature::
 
-    Family(in_channels: int, num_classes: int, *, <arch keyword arguments with defaults>)
+    Family(in_channels: int, num_classes: int, *, <arch keyword arguments with defaults>, n_features: int = 0)
 
-and takes ``(batch, channels, time)`` windows of any length, returning ``(batch, num_classes)`` logits.
-The accepted architecture arguments are read from the signature, so a search space can be checked against
-them before any trial runs (no guessing with try/except TypeError).
+and ``forward(x, features=None)``: ``(batch, channels, time)`` windows of any length (and, for a network that
+fuses them, the windows' ``(batch, n_features)`` HRV features) → ``(batch, num_classes)`` logits. The accepted
+architecture arguments are read from the signature, so a search space can be checked against them before any
+trial runs (no guessing with try/except TypeError). ``n_features`` is a data size like ``in_channels``
+(:data:`SIZE_ARGS`), not an architecture argument.
 
 Example:
     >>> from ape_nas.models import build_model
@@ -39,6 +42,9 @@ class ModelFamily:
 
 _FAMILIES: dict[str, ModelFamily] = {}
 
+#: keyword-only constructor arguments that are data sizes (set from the data by training), not architecture
+SIZE_ARGS = ("n_features",)
+
 
 class InvalidArchError(UserError, ValueError):
     """An architecture value a family rejects (e.g. an even kernel size); names family and argument."""
@@ -49,8 +55,13 @@ def _arch_defaults(cls: type[nn.Module]) -> dict[str, Any]:
     head = [p.name for p in params[:2]]
     if head != ["in_channels", "num_classes"]:
         raise TypeError(f"{cls.__name__}: constructor must start with (in_channels, num_classes), got {head}")
+    missing = [name for name in SIZE_ARGS if name not in {p.name for p in params[2:]}]
+    if missing:
+        raise TypeError(f"{cls.__name__}: constructor must accept keyword-only {', '.join(missing)} (data sizes)")
     defaults: dict[str, Any] = {}
     for p in params[2:]:
+        if p.name in SIZE_ARGS:
+            continue
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty:
             raise TypeError(f"{cls.__name__}: architecture argument {p.name!r} must be keyword-only with a default")
         defaults[p.name] = p.default
@@ -81,8 +92,11 @@ def get_family(name: str) -> ModelFamily:
         raise UnknownNameError("model family", name, list(_FAMILIES)) from None
 
 
-def build_model(name: str, in_channels: int, num_classes: int, **arch: Any) -> nn.Module:
-    """Build a registered family; unknown names or architecture arguments raise a UserError."""
+def build_model(name: str, in_channels: int, num_classes: int, *, n_features: int = 0, **arch: Any) -> nn.Module:
+    """Build a registered family; unknown names or architecture arguments raise a UserError.
+
+    ``n_features``: length of the windows' HRV feature vector, needed when ``arch`` asks for ``hrv_fusion``.
+    """
     family = get_family(name)
     unknown = sorted(set(arch) - set(family.arch_defaults))
     if unknown:
@@ -91,7 +105,7 @@ def build_model(name: str, in_channels: int, num_classes: int, **arch: Any) -> n
             f"expected some of: {', '.join(family.arch_params)}"
         )
     try:
-        return family.cls(in_channels, num_classes, **arch)
+        return family.cls(in_channels, num_classes, n_features=n_features, **arch)
     except ValueError as exc:  # the families validate their arguments with ValueError
         raise InvalidArchError(f"model family {name!r}: {exc}") from None
 

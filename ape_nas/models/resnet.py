@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ape_nas.models.cnn import check_dropout, check_int, check_kernel
+from ape_nas.models.heads import HeadedClassifier
 from ape_nas.models.registry import register_model
 
 
@@ -47,7 +48,7 @@ class _ResidualBlock(nn.Module):
 
 
 @register_model("resnet1d")
-class ResNet1d(nn.Module):
+class ResNet1d(HeadedClassifier):
     """1-D ResNet: residual blocks of three convolutions, global average pooling, linear head.
 
     Each block is conv(k) → BN → ReLU → conv(k//2, odd) → BN → ReLU → conv(3) → BN, added to a shortcut
@@ -65,6 +66,10 @@ class ResNet1d(nn.Module):
         kernel_size: largest (first) kernel of each block, odd, >= 1; the others are ``k//2`` made odd and 3.
         stride_every: downsample by 2 (and double channels) every this many blocks, >= 0; 0 = never.
         dropout: dropout probability before the linear head, in [0, 1).
+        hrv_fusion: head over the embedding alone (``"none"``) or fused with the window's HRV features
+            (``"concat"``, ``"gated"``; see :mod:`ape_nas.models.heads`).
+        n_features: length of the HRV feature vector (a data size set by training, not searched); used only
+            when ``hrv_fusion`` is not ``"none"``.
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class ResNet1d(nn.Module):
         kernel_size: int = 7,
         stride_every: int = 1,
         dropout: float = 0.1,
+        hrv_fusion: str = "none",
+        n_features: int = 0,
     ) -> None:
         super().__init__()
         check_int("in_channels", in_channels, 1)
@@ -97,11 +104,9 @@ class ResNet1d(nn.Module):
             layers.append(_ResidualBlock(c_in, c_out, kernels, stride))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, num_classes)
+        self.make_head(c_in, num_classes, dropout, hrv_fusion, n_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         # x: (batch, in_channels, time)
         x = self.features(x)  # (batch, channels, ceil(time / 2**downsamples))
-        x = x.mean(dim=-1)  # (batch, channels)
-        return self.head(self.dropout(x))  # (batch, num_classes)
+        return x.mean(dim=-1)  # (batch, channels)

@@ -19,6 +19,20 @@ RUN_ID_ATTR = "mlflow_run_id"  # study/trial user attributes (backends) that poi
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
 STORE_FILE = "mlflow.db"  # the default store of a work directory
+STUDY_TAG = "ape_nas.study"  # on parent and trial runs: the study's name
+STUDY_FINGERPRINT_TAG = "ape_nas.study_fingerprint"  # on trial runs: the study's data fingerprint
+OUTER_SEP = "/outer-"  # study of outer fold k of a nested run: <name>/outer-<k>
+
+
+def outer_study(name: str, k: int) -> str:
+    """The study of outer fold ``k`` (counted from 1) of the nested run ``name``."""
+    return f"{name}{OUTER_SEP}{k}"
+
+
+def nested_experiment(study: str) -> str:
+    """The MLflow experiment a study logs to: its own name, or the nested run's for an outer fold's study."""
+    return study.rsplit(OUTER_SEP, 1)[0] if OUTER_SEP in study else study
+
 
 # ape-nas state -> MLflow run status. "interrupted": stopped by Ctrl+C/SIGTERM, restarted when the sweep is re-run.
 RUN_STATUS = {

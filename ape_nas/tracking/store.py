@@ -16,9 +16,25 @@ from typing import TYPE_CHECKING, Any
 from ape_nas.errors import UserError
 from ape_nas.spec import TrialSpec
 from ape_nas.tracking.client import checked, git_commit, make_client, mlflow_error, run_or_none
-from ape_nas.tracking.names import BEST_RUN_TAG, COMMIT_TAG, NUMBER_TAG, PARENT_TAG, ROLE_TAG, STATE_TAG
+from ape_nas.tracking.names import (
+    BEST_RUN_TAG,
+    COMMIT_TAG,
+    NUMBER_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    STATE_TAG,
+    STUDY_FINGERPRINT_TAG,
+    STUDY_TAG,
+    nested_experiment,
+)
 
 FINGERPRINT_TAG = "data_fingerprint"
+
+
+def _study_fingerprint(run: RunView, default: str) -> str:
+    """The data fingerprint of the study a trial run belongs to: its recorded study fingerprint, else its own."""
+    return run.tags.get(STUDY_FINGERPRINT_TAG) or run.tags.get(FINGERPRINT_TAG, default)
+
 
 if TYPE_CHECKING:
     from ape_nas.tracking.runs import TrialRun
@@ -110,18 +126,34 @@ class TrialStore:
         return self._search(parent.experiment_id, query)
 
     def sweep_parent(self, experiment_name: str) -> RunView | None:
-        """The newest active parent run of the sweep that logs to MLflow experiment ``experiment_name``."""
-        exp = checked(lambda: self._client.get_experiment_by_name(experiment_name), self.tracking_uri)
+        """The newest active parent run of the sweep of study ``experiment_name``.
+
+        A study logs to the MLflow experiment of its name; an outer fold of a nested run (``<name>/outer-k``)
+        logs to the nested run's experiment ``<name>``, its parent tagged with the study's name."""
+        name = nested_experiment(experiment_name)
+        exp = checked(lambda: self._client.get_experiment_by_name(name), self.tracking_uri)
         if exp is None or exp.lifecycle_stage != "active":
             return None
         parents = self._search(exp.experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'", ["attributes.start_time DESC"])
+        if name != experiment_name:
+            parents = [p for p in parents if p.tags.get(STUDY_TAG) == experiment_name]
         return parents[0] if parents else None
+
+    def nested_parent(self, name: str) -> RunView | None:
+        """The newest active top-level run of the nested run ``name`` (its outer folds' parents are under it)."""
+        exp = checked(lambda: self._client.get_experiment_by_name(name), self.tracking_uri)
+        if exp is None or exp.lifecycle_stage != "active":
+            return None
+        runs = self._search(exp.experiment_id, f"tags.`{ROLE_TAG}` = 'nested'", ["attributes.start_time DESC"])
+        return runs[0] if runs else None
 
     def best_trial(self, experiment_name: str) -> RunView | None:
         """The best complete trial of a sweep, from its parent run: its recorded direction and data fingerprint.
 
         Trials trained on other data (a parent that saw another fingerprint) never count; ties go to the
-        lower trial number. Computed from the trial runs, so a sweep still running is answered too."""
+        lower trial number. Computed from the trial runs, so a sweep still running is answered too. A trial
+        whose inputs the space chose compares by the study's fingerprint it records (its own windows have
+        their own ``data_fingerprint``)."""
         parent = self.sweep_parent(experiment_name)
         if parent is None:
             return None
@@ -132,7 +164,7 @@ class TrialStore:
             for r in self._children(parent)
             if r.state == "complete"
             and "score" in r.metrics
-            and (fingerprint is None or r.tags.get(FINGERPRINT_TAG, fingerprint) == fingerprint)
+            and (fingerprint is None or _study_fingerprint(r, fingerprint) == fingerprint)
         ]
         if not candidates:
             recorded = parent.tags.get(BEST_RUN_TAG)
