@@ -486,3 +486,75 @@ def result_table(outcome: NestedOutcome) -> Table:
             cells.append(pooled.intervals[m].text() if pooled else "—")
         table.add_row(*cells, style="bold")
     return table
+
+
+# ---- status / best ---------------------------------------------------------------------------------------------
+
+
+def fold_backends(exp: ExperimentConfig, workdir: Path, storage: str | None) -> list[tuple[int, Backend | None]]:
+    """Each outer fold's study for reading (None where it does not exist yet)."""
+    out: list[tuple[int, Backend | None]] = []
+    for k in range(1, exp.protocol["outer_folds"] + 1):
+        fold_exp = fold_experiment(exp, k, ())
+        backend = make_backend(fold_exp.backend["name"], experiment=fold_exp, workdir=workdir, storage=storage)
+        try:
+            backend.open(create=False)
+        except UserError:
+            out.append((k, None))
+            continue
+        out.append((k, backend))
+    return out
+
+
+def status_payload(exp: ExperimentConfig, workdir: Path, storage: str | None) -> dict[str, Any]:
+    """``status`` / ``best`` of a nested experiment: each outer study, its best trial and refit, the pooled result."""
+    folds = []
+    for k, backend in fold_backends(exp, workdir, storage):
+        if backend is None:
+            folds.append({"outer_fold": k, "study": outer_study(exp.name, k), "exists": False})
+            continue
+        records = backend.records()
+        attrs = backend.attrs()
+        best = best_of(comparable(records, attrs), exp.direction)
+        result = attrs.get(RESULT_ATTR) or {}
+        folds.append(
+            {
+                "outer_fold": k,
+                "study": outer_study(exp.name, k),
+                "exists": True,
+                "counts": {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed", "running")},
+                "best": best.to_dict() if best else None,
+                "refit": {key: v for key, v in result.items() if key != "predictions"} or None,
+                "tracking_uri": attrs.get("tracking_uri"),
+            }
+        )
+    pooled = None
+    uri = next((f["tracking_uri"] for f in folds if f.get("tracking_uri")), None)
+    if uri:
+        top = TrialStore(uri).nested_parent(exp.name)
+        if top is not None:
+            pooled = {k: v for k, v in top.metrics.items() if "nested_test_" in k}
+    return {"nested": exp.name, "outer_folds": exp.protocol["outer_folds"], "folds": folds, "pooled": pooled or None}
+
+
+def status_table(payload: dict[str, Any], metric: str) -> Table:
+    table = Table(title=f"nested {payload['nested']}", title_justify="left")
+    for col in ("outer fold", "study", "trials c/p/f/r", "best trial", "val", f"refit test {metric}", "95% CI"):
+        table.add_column(col)
+    for f in payload["folds"]:
+        if not f["exists"]:
+            table.add_row(str(f["outer_fold"]), f["study"], "not started", "", "", "", "")
+            continue
+        best, refit = f["best"], f["refit"] or {}
+        ci = (refit.get("test_ci") or {}).get(metric)
+        value = (refit.get("test_metrics") or {}).get(f"test_{metric}")
+        table.add_row(
+            str(f["outer_fold"]),
+            f["study"],
+            "/".join(str(f["counts"][s]) for s in ("complete", "pruned", "failed", "running")),
+            str(best["number"]) if best else "—",
+            f"{best['value']:.4f}" if best and best["value"] is not None else "—",
+            f"{value:.4f}" if value is not None else "—",
+            f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—",
+        )
+    return table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ape_nas.commands.common import Command, backend_arg, console, set_args, workdir_args
 from ape_nas.errors import UserError
@@ -19,8 +20,45 @@ def study_arguments(p: argparse.ArgumentParser) -> None:
     set_args(p)
 
 
+def _nested(args: argparse.Namespace) -> bool:
+    """``status`` / ``best`` of a nested experiment: every outer study and the pooled result (printed here)."""
+    from ape_nas.config.flags import flag_overrides
+    from ape_nas.experiments import load_experiment
+    from ape_nas.nested import is_nested, status_payload, status_table
+
+    exp = load_experiment(args.experiment, flag_overrides(args))
+    if not is_nested(exp):
+        return False
+    payload = status_payload(exp, Path(args.workdir), args.storage)
+    if not any(f["exists"] for f in payload["folds"]):
+        raise UserError(
+            f"nested experiment {exp.name!r} has no outer study in {args.workdir}; run `ape-nas sweep` first"
+        )
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+        return True
+    metric = exp.objective["metric"]
+    out = console()
+    out.print(status_table(payload, metric))
+    pooled = payload["pooled"] or {}
+    value = pooled.get(f"nested_test_{metric}")
+    if value is None:
+        out.print("pooled estimate: not yet (every outer fold needs its refit; run `ape-nas sweep` to finish)")
+    else:
+        low, high = pooled.get(f"nested_test_{metric}_ci_low"), pooled.get(f"nested_test_{metric}_ci_high")
+        ref = pooled.get(f"hrv_subjnorm_nested_test_{metric}")
+        out.print(
+            f"nested estimate on unseen subjects: {metric} {value:.4f} [{low:.4f}, {high:.4f}] (95% subject bootstrap)"
+            + (f" · per-subject-normalised HRV baseline {ref:.4f}" if ref is not None else "")
+        )
+    return True
+
+
 def run_status(args: argparse.Namespace) -> int:
     from ape_nas.config.flags import flag_overrides
+
+    if _nested(args):
+        return 0
     from ape_nas.dburl import hide_password
     from ape_nas.progress import best_of, summary_table
     from ape_nas.sweep import comparable, load_status
@@ -55,6 +93,9 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_best(args: argparse.Namespace) -> int:
     from ape_nas.config.flags import flag_overrides
+
+    if _nested(args):  # each outer fold's best trial and its refit: the table is the answer
+        return 0
     from ape_nas.progress import best_of
     from ape_nas.spec import TrialSpec
     from ape_nas.sweep import comparable, load_status

@@ -177,7 +177,22 @@ STATES: dict[str, StateEffect] = {
 _RSA_CORNER_HZ = 0.12  # RSA amplitude low-pass corner vs breathing frequency (Hirsch & Bishop 1981)
 _PAD_S = 2.0  # simulated padding either side of the session, so edge beats are complete
 _MAINS_HZ = 50.0
-_STATE_RESPONSE_SD = {"broad": 0.35, "typical": 0.2}  # log SD of a subject's response to one state
+
+
+@dataclass(frozen=True)
+class _Cohort:
+    """How the subjects of a ``cohort`` differ: resting HR spread, reactivity law, per-state response spread."""
+
+    hr_sd: float  # bpm, SD of resting HR around 70
+    hr_range: tuple[float, float]  # bpm, resting HR clip
+    reactivity_log_sd: float | None  # log-normal reactivity (median 1) with this σ; None: Gamma(2.5, 0.4)
+    state_log_sd: float  # log SD of a subject's response to one state
+
+
+COHORT_DRAWS = {
+    "broad": _Cohort(8.0, (50.0, 95.0), None, 0.35),
+    "typical": _Cohort(7.0, (50.0, 90.0), 0.25, 0.2),
+}
 
 
 class SyntheticParamError(KeyedError, ValueError):
@@ -399,14 +414,14 @@ class _Beats:
 # ---- per-subject physiology: the draws from r_par keep this order (independent of states, durations, fs, ppg) -----
 
 
-def _draw_reactivity(r: np.random.Generator, cohort: str) -> float:
-    if cohort == "typical":  # log-normal, median 1: most subjects respond (stress ΔHR ≈ 6-17 bpm, 5th-95th pct.)
-        return float(np.clip(math.exp(r.normal(0.0, 0.25)), 0.5, 2.0))
-    return float(np.clip(r.gamma(2.5, 0.4), 0.1, 3.0))  # broad: many weak responders
+def _draw_reactivity(r: np.random.Generator, cohort: _Cohort) -> float:
+    if cohort.reactivity_log_sd is not None:  # log-normal, median 1: nearly every subject responds
+        return float(np.clip(math.exp(r.normal(0.0, cohort.reactivity_log_sd)), 0.5, 2.0))
+    return float(np.clip(r.gamma(2.5, 0.4), 0.1, 3.0))  # many weak responders
 
 
-def _draw_rhythm(r: np.random.Generator, cohort: str) -> _Rhythm:
-    hr0 = float(np.clip(r.normal(70.0, 8.0), 50.0, 95.0))
+def _draw_rhythm(r: np.random.Generator, cohort: _Cohort) -> _Rhythm:
+    hr0 = float(np.clip(r.normal(70.0, cohort.hr_sd), *cohort.hr_range))
     resp0 = float(np.clip(r.normal(15.0, 2.5), 10.0, 22.0))
     hrv_scale = (60.0 / hr0 / 0.857) ** 2  # HRV grows with the heart period
     return _Rhythm(
@@ -455,12 +470,11 @@ def _draw_pulse(r: np.random.Generator) -> _Pulse:
     )
 
 
-def _draw_physiology(r: np.random.Generator, cohort: str) -> _Physiology:
+def _draw_physiology(r: np.random.Generator, cohort: _Cohort) -> _Physiology:
     rhythm = _draw_rhythm(r, cohort)
     morph, noise, pulse = _draw_morphology(r), _draw_noise_levels(r), _draw_pulse(r)
     # per-subject, per-known-state response factors (known-state order, drawn last)
-    spread = _STATE_RESPONSE_SD[cohort]
-    factor = {name: rhythm.reactivity * math.exp(r.normal(0.0, spread)) for name in STATES}
+    factor = {name: rhythm.reactivity * math.exp(r.normal(0.0, cohort.state_log_sd)) for name in STATES}
     return _Physiology(rhythm, morph, noise, pulse, factor)
 
 
@@ -680,7 +694,7 @@ def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
     ss = np.random.SeedSequence([p["seed"], index])
     r_par, r_order, r_rr, r_ecg, r_ppg = (np.random.default_rng(c) for c in ss.spawn(5))
 
-    phys = _draw_physiology(r_par, p["cohort"])
+    phys = _draw_physiology(r_par, COHORT_DRAWS[p["cohort"]])
     ses = _session(r_order, states, phys, block / fs)
     pad = round(_PAD_S * fs)
     t = (np.arange(n + 2 * pad) - pad) / fs  # padded time grid, so edge beats are complete
