@@ -32,6 +32,7 @@ QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
 WINDOW_LENGTHS = (640, 1280)  # 5 s and 10 s at 128 Hz
 NUM_CLASSES = 3
 BATCH = 2
+N_FEATURES = 11  # len(ape_nas.hrv.FEATURE_NAMES): what a fusing network (arch.hrv_fusion) takes beside the window
 
 # Options some pruners cannot do without; every other sampler/pruner is tried with no options at all.
 PRUNER_OPTIONS = {"threshold": "{lower: 0.0}"}
@@ -195,7 +196,10 @@ def test_space_fixed_values_appear_in_specs(space_path):
 
 @pytest.mark.parametrize("space_path", SPACES, ids=_ids(SPACES))
 def test_space_models_build_and_run(space_path):
-    """Random specs and the two corners (all low / all high) of every family build and give (batch, classes)."""
+    """Random specs and the two corners (all low / all high) of every family build and give (batch, classes);
+    a spec that fuses HRV features (``hrv_fusion``) runs with a feature vector, NaN included, and refuses none."""
+    from ape_nas.models.heads import MissingFeaturesError
+
     space = load_space(space_path)
     base = base_for(space_path)
     specs = _random_specs(space, base, per_family=2, seed=1)
@@ -204,10 +208,16 @@ def test_space_models_build_and_run(space_path):
     for spec in specs:
         _check_spec(spec, space, base)
         in_channels = len(spec.data["channels"])  # a space may choose the channel set
-        net = build_model(spec.model, in_channels, NUM_CLASSES, **spec.arch).eval()
+        net = build_model(spec.model, in_channels, NUM_CLASSES, n_features=N_FEATURES, **spec.arch).eval()
+        assert net.uses_features == (spec.arch.get("hrv_fusion", "none") != "none")
+        features = torch.randn(BATCH, N_FEATURES) * 20
+        features[0, -4:] = float("nan")  # e.g. LF/HF on short windows
         with torch.no_grad():
+            if net.uses_features:
+                with pytest.raises(MissingFeaturesError):
+                    net(torch.randn(BATCH, in_channels, WINDOW_LENGTHS[0]))
             for length in WINDOW_LENGTHS:
-                out = net(torch.randn(BATCH, in_channels, length))
+                out = net(torch.randn(BATCH, in_channels, length), features)
                 assert out.shape == (BATCH, NUM_CLASSES), f"{spec.model} {spec.arch} on {length} samples"
                 assert torch.isfinite(out).all()
 
@@ -327,3 +337,9 @@ def test_every_pruner_validates_and_runs(name, tmp_path):
         assert isinstance(trial.should_prune(), bool)
         study.tell(trial, 0.5 + 0.1 * i)
     assert not (tmp_path / "w").exists()
+
+
+def test_the_stress_predict_space_can_choose_hrv_fusion_for_every_family():
+    space = load_space(ROOT / "search_spaces" / "bvp.yaml")
+    for family, params in space.families.items():
+        assert list(params[f"{family}.hrv_fusion"].choices) == ["none", "concat", "gated"]

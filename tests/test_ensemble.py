@@ -162,6 +162,9 @@ def test_test_metrics_carry_subject_bootstrap_intervals(holdout: dict[str, Any])
         assert v == pytest.approx(test["per_subject"][s]["f1_macro"], abs=1e-6)
     here = metrics["hrv_baseline"]["this_split"]
     assert set(here["intervals"]) == {"f1_macro", "balanced_accuracy", "auroc"}
+    # refitted at export on the holdout's training subjects, the baseline gives what the sweep logged
+    for name, value in metrics["hrv_baseline"]["test"].items():
+        assert here["test"][name] == pytest.approx(value, abs=1e-6), name
     card = (bundle / B.CARD).read_text()
     f1 = test["intervals"]["f1_macro"]
     assert f"F1 macro {f1['point']:.3f} [{f1['low']:.3f}, {f1['high']:.3f}]" in card

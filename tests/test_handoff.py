@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _common import QUICKSTART, SMALL, SMALL_SETS, set_args
+from _common import QUICKSTART, SMALL, SMALL_SETS
 from mlflow.tracking import MlflowClient
 
 from ape_nas.data.synthetic import generate
@@ -27,7 +27,14 @@ from ape_nas.handoff import bundle as B
 pytestmark = pytest.mark.slow
 
 # the synthetic benchmark of SMALL (quickstart params with SMALL's overrides)
-SYNTH = {"subjects": 8, "minutes_per_state": 1.0, "fs": 128.0, "states": ["baseline", "stress"], "seed": 7}
+SYNTH = {
+    "subjects": 8,
+    "minutes_per_state": 1.0,
+    "fs": 128.0,
+    "states": ["baseline", "stress"],
+    "cohort": "typical",
+    "seed": 7,
+}
 START = "2024-05-02T09:30:00Z"
 
 
@@ -206,6 +213,11 @@ def test_model_card_covers_subjects_metrics_baseline_and_limitations(exported: d
     for m, v in metrics["checks"]["recomputed_vs_logged_test"].items():
         assert v["recomputed"] == pytest.approx(v["logged"], abs=1e-5), m
     assert metrics["latency_ms"]["1_thread"]["median_ms"] > 0
+    # the pooled test metrics carry subject-bootstrap intervals, shown in the card with what they mean
+    f1 = metrics["test"]["intervals"]["f1_macro"]
+    assert f1["low"] <= f1["point"] <= f1["high"] and f1["n_subjects"] == len(metrics["split"]["test"])
+    assert f"F1 macro {f1['point']:.3f} [{f1['low']:.3f}, {f1['high']:.3f}]" in card and "±10-point" in card
+    assert info["source"]["kind"] == "trial" and "ensemble" not in info
 
 
 def test_export_logs_the_bundle_and_registers_a_model_version(exported: dict[str, Any]):
@@ -383,29 +395,6 @@ def test_evaluate_needs_labels(exported: dict[str, Any], tmp_path: Path, capsys:
     _one_line_error(capsys, _evaluate(exported["bundle"], data, tmp_path / "e"), "no labelled window")
 
 
-def test_a_multi_fold_trial_exports_fold_0_by_run_id_and_says_so(tmp_path: Path):
-    from ape_nas.cli import main
-    from ape_nas.progress import best_of
-    from ape_nas.sweep import load_status
-
-    kfold = ["protocol.kind=kfold", "protocol.folds=2", "protocol.val_subjects=null", "training.max_epochs=1"]
-    sets = [*SMALL_SETS, *kfold]
-    workdir = tmp_path / "w"
-    flags = set_args(sets)
-    assert main(["sweep", QUICKSTART, "--workdir", str(workdir), "--trials", "1", "--no-progress", *flags]) == 0
-    exp, backend = load_status(QUICKSTART, workdir=workdir, overrides=sets)
-    run_id = best_of(backend.records(), exp.direction).run_id
-    out = tmp_path / "bundle"
-    assert _cli(["export", run_id, "--out", str(out), "--workdir", str(workdir), "--no-register"]) == 0
-    info = json.loads((out / B.INFO).read_text())
-    assert info["source"]["fold"] == 0 and info["source"]["folds"] == 2
-    assert info["source"]["checkpoint_artifact"] == "checkpoints/fold0/model.pt"
-    assert "fold-0 model only" in (out / B.CARD).read_text()
-    assert B.verify_bundle(out).class_names == ["baseline", "stress"]
-    client = MlflowClient(info["source"]["tracking_uri"])
-    assert client.list_artifacts(run_id, "bundle") == [] and client.search_registered_models() == []
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # exporter fallback
 # ---------------------------------------------------------------------------------------------------------------
@@ -477,6 +466,10 @@ def _card_records() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
             "confusion": cm,
         }
 
+    def intervals(point: float, low: float, high: float) -> dict[str, Any]:
+        one = {"point": point, "low": low, "high": high, "level": 0.95, "n_subjects": 2, "n_boot": 1000}
+        return {m: dict(one) for m in ("f1_macro", "balanced_accuracy", "auroc")}
+
     lengths = {"641": {"runs": True, "max_abs_diff": 2e-8, "ok": True}, "2560": {"runs": False, "ok": False}}
     lat = {
         "1_thread": {"median_ms": 0.5, "p90_ms": 0.75, "runs": 50},
@@ -535,10 +528,23 @@ def _card_records() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
                 "S5": scores(4, [0, 4], 0.5, [[0, 0], [4, 0]]),
             },
             "pooled": scores(10, [6, 4], 0.375, [[6, 0], [4, 0]]),
+            "intervals": intervals(0.375, 0.25, 0.5),
+            "subject_distribution": {
+                "f1_macro": {
+                    "per_subject": {"S4": 0.25, "S5": 0.5},
+                    "n_subjects": 2,
+                    "min": 0.25,
+                    "median": 0.375,
+                    "max": 0.5,
+                    "mean": 0.375,
+                    "sd": 0.17677669529663687,
+                },
+            },
         },
         "hrv_baseline": {
             "val": {"f1_macro": 0.4, "balanced_accuracy": 0.5, "auroc": 0.6},
             "test": {"f1_macro": 0.5, "balanced_accuracy": 0.5, "auroc": 0.5},
+            "this_split": {"test": {"f1_macro": 0.5}, "intervals": intervals(0.5, 0.25, 0.75)},
         },
         "checks": {
             "onnx_export": {
@@ -587,6 +593,13 @@ def test_the_model_card_renders_its_template_from_the_records():
         "Spread over test subjects: F1 macro 0.250–0.500, balanced accuracy 0.750–0.750. With 2 test subject(s) "
         "these estimates are uncertain; expect other people to fall outside this range.",
         "Check against the values logged by the trial (pooled test windows): f1_macro 0.3750 (logged 0.3750).",
+        "Pooled test metrics with 95 % confidence intervals from a subject bootstrap (1000 resamples of the 2 test "
+        "subjects, each drawn with all its windows; windows of one person are not independent): F1 macro 0.375 "
+        "[0.250, 0.500], balanced acc. 0.375 [0.250, 0.500], AUROC 0.375 [0.250, 0.500]. Per-subject distribution: "
+        "F1 macro median 0.375 (min 0.250, max 0.500, sd 0.177, 2 subject(s)). With 6–7 test subjects a ±10-point "
+        "interval is normal: it is the honest size of the uncertainty, not a defect of this model; differences "
+        "between models smaller than that are not established by these numbers.",
+        "- HRV baseline: F1 macro 0.500 [0.250, 0.750], balanced acc. 0.500 [0.250, 0.750], AUROC 0.500 [0.250, 0.750]",
         "| stress | 4 (100 %) | 0 (0 %) |",
         "**Warning: on the test subjects the model never predicts stress** — it has not learnt to separate the "
         "classes there.",
@@ -632,6 +645,61 @@ def test_the_model_card_renders_its_template_from_the_records():
     card = render_card(info, prep, metrics)
     assert "Multi-fold" not in card and "code commit" not in card and "\n\n\n" not in card
     assert "No HRV baseline was recorded for this sweep" in card
+
+
+def test_the_card_of_a_refit_and_of_an_ensemble_says_what_the_bundle_holds():
+    from ape_nas.handoff.card import render_card
+
+    info, prep, metrics = _card_records()
+    metrics["split"]["val"], metrics["validation"] = [], {"per_subject": {}, "pooled": None, "logged": None}
+    info["source"].update(
+        kind="final",
+        fold=None,
+        final={"refit_run_id": "b" * 32, "epochs": 3, "epochs_from": "best_epoch", "trained_on": "..."},
+    )
+    card = render_card(info, prep, metrics)
+    lines = card.splitlines()
+    assert (
+        "| trained | refitted for 3 epoch(s) on every non-test subject (no validation, no early stopping); seed 5 |"
+        in (lines)
+    )
+    assert "**Refitted model.** The trial was cross-validated (3 folds); this bundle holds its spec" in card
+    assert f"for 3 epochs (the trial's recorded best epoch + 1), MLflow run `{'b' * 32}`" in card
+    assert "None: this model was trained on every non-test subject" in card and "this model, validation" not in card
+    assert "Trained on 2 subjects, no validation subjects (refitted or ensembled), tested on 2." in card
+    assert "On f1_macro the model **does not beat** the baseline on the test subjects." in card
+    assert "$" not in card and "\n\n\n" not in card
+    # an ensemble of two trials: its members, their scores, each checked against its trial's logged value
+    info["source"].update(kind="top_k", final=None)
+    info["ensemble"] = {
+        "kind": "top_k",
+        "size": 2,
+        "members": [{"model": "cnn1d"}, {"model": "resnet1d"}],
+    }
+    member = {
+        "run_id": "c" * 32,
+        "trial_number": 4,
+        "fold": None,
+        "folds": 1,
+        "model": "cnn1d",
+        "arch": {"depth": 2},
+        "val_score": 0.61,
+        "test": {"f1_macro": 0.5, "balanced_accuracy": 0.5, "auroc": 0.75},
+        "logged_test": {"f1_macro": 0.5},
+    }
+    metrics["members"] = [member, {**member, "trial_number": 7, "model": "resnet1d", "run_id": "d" * 32}]
+    metrics["checks"]["recomputed_vs_logged_test"] = {}
+    metrics["checks"]["ensemble_vs_mean_of_members_max_abs"] = 3e-8
+    card = render_card(info, prep, metrics)
+    lines = card.splitlines()
+    assert "| model family | ensemble of 2 (`cnn1d`, `resnet1d`): mean of the members' softmax probabilities |" in lines
+    assert f"| trial 7 | `{'d' * 32}` | `resnet1d` (depth=2) | 0.6100 | 0.500 | 0.500 | 0.750 |" in lines
+    assert "mean of these members' probabilities by at most 3.00e-08):" in card
+    assert (
+        "Check of each member against the values its trial logged (pooled test windows, f1_macro): trial 4 0.5000 "
+        "(logged 0.5000); trial 7 0.5000 (logged 0.5000)."
+    ) in lines
+    assert "### Ensemble members" in lines and "$" not in card and "\n\n\n" not in card
 
 
 def test_a_parity_gap_above_the_tolerance_stops_the_export():

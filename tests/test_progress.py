@@ -104,3 +104,45 @@ def test_best_lines_warn_when_test_is_more_than_five_points_below_validation():
 def test_best_lines_without_test_metrics_show_validation_only():
     lines = best_lines(_record(2, 0.64), "f1_macro", "maximize")
     assert lines == ["best: trial 2  val f1_macro = 0.6400"]
+
+
+def test_sweep_command_prints_test_beside_validation_and_the_warning(monkeypatch, capsys):
+    """``ape-nas sweep``'s final output (run_sweep stubbed: no training): the table with both scores, the best
+    trial's test score and interval, and the warning line when test is far below validation."""
+    from types import SimpleNamespace
+
+    import ape_nas.sweep as sweep_module
+    from ape_nas.commands.sweep import run_sweep_command
+
+    best = _record(3, 0.80, 0.62, test_ci={"f1_macro": [0.55, 0.70]}, mlflow_run_id="r3")
+    records = [_record(0, 0.70, 0.71, mlflow_run_id="r0"), best]
+    backend = {"name": "optuna", "sampler": "tpe", "pruner": "median"}
+    exp = SimpleNamespace(
+        name="q",
+        budget={"trials": 2},
+        objective={"metric": "f1_macro"},
+        direction="maximize",
+        backend=backend,
+        protocol={"kind": "holdout"},
+    )
+    plan = SimpleNamespace(experiment=exp, space=SimpleNamespace(name="s", family_names=["cnn1d"]))
+    outcome = SimpleNamespace(
+        records=records,
+        best=best,
+        baseline=None,
+        new_trials=records,
+        storage="sqlite:///x/optuna.db",
+        tracking_uri="sqlite:///x/mlflow.db",
+        parent_run_id="p",
+        interrupted=False,
+    )
+    monkeypatch.setattr(sweep_module, "prepare_from_args", lambda args, **kw: plan)
+    monkeypatch.setattr(sweep_module, "run_sweep", lambda plan, progress: outcome)
+    args = SimpleNamespace(new_study=False, no_progress=True, workdir="x", outer_fold=None)
+    capsys.readouterr()
+    assert run_sweep_command(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "val f1_macro" in out and "test f1_macro (not used)" in out
+    assert "best: trial 3 val f1_macro = 0.8000 (MLflow run r3)" in out
+    assert "test f1_macro = 0.6200 (95% CI 0.550–0.700, subject bootstrap)" in out
+    assert "warning: the best trial's test f1_macro is 18.0 points below its validation score" in out

@@ -260,14 +260,15 @@ def test_the_protocol_key_in_the_file_is_named_with_its_line(tmp_path: Path, cap
 
     doc = yaml.safe_load(Path(QUICKSTART).read_text())
     doc["space"] = str(ROOT / "search_spaces" / "quickstart.yaml")
-    doc["protocol"]["test_subjects"] = 14
+    too_many = doc["data"]["params"]["subjects"] - 2  # with the validation subjects, none left to train
+    doc["protocol"]["test_subjects"] = too_many
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump(doc, sort_keys=False))
     line = next(i for i, t in enumerate(exp.read_text().splitlines(), 1) if "test_subjects" in t)
     capsys.readouterr()
     code = main(["sweep", str(exp), "--workdir", str(tmp_path / "w"), "--no-progress"])
     assert code == 2
-    assert f"{exp}:{line}: protocol.test_subjects: 14 test + " in capsys.readouterr().err
+    assert f"{exp}:{line}: protocol.test_subjects: {too_many} test + " in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 

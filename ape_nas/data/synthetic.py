@@ -49,11 +49,13 @@ Model (per subject, all vectorised over samples or beats)
   features ≈ 0.61-0.67 with 16-32 subjects). ``typical`` draws the reactivity log-normal (median 1, σ 0.25,
   0.5-2) and the per-state factor with σ 0.2, as in TSST/WESAD-like cohorts where nearly every subject
   responds: stress raises HR by ≈ 5-17 bpm (5th-95th percentile, median ≈ 10) and lowers RMSSD in ≈ 9 of 10
-  subjects; resting HR, breathing, HRV and morphology are drawn as in ``broad``. The same logistic regression
-  reaches ≈ 0.70-0.79 there, and ≈ 0.99 with features normalised per subject: subject-independent learning is
-  possible and measurable, but not trivial. A ``typical`` subject shares the draws made before the reactivity
-  (resting HR, breathing, HRV amplitudes) with the ``broad`` subject of the same seed; later draws (morphology,
-  noise, pulse, responses) differ.
+  subjects; resting HR is N(70, 7) bpm, clipped 50-90 (95 % within ≈ 56-84); breathing, HRV and morphology
+  follow the same laws as in ``broad``. The same logistic regression reaches ≈ 0.70-0.78 there, and ≈ 0.99
+  with features normalised per subject: subject-independent learning is possible and measurable, but not
+  trivial. Per-subject accuracy still spreads widely (SD ≈ 0.22: a subject whose resting HR is far from the
+  cohort's scores high or low as a whole), so a score needs many subjects to be precise. A ``typical`` subject
+  shares the standard-normal draws made before the reactivity with the ``broad`` subject of the same seed;
+  later draws (morphology, noise, pulse, responses) differ.
 
 Parameters of :func:`generate`
 ------------------------------
@@ -79,6 +81,7 @@ Per-subject physiology (drawn from the subject's seed)
 quantity                   distribution (clipped)           physiological range / reference
 =========================  ===============================  ===================================================
 resting HR                 N(70, 8) bpm, 50-95              adult resting HR 60-100 bpm, mean ≈ 70 (AHA; pop. studies)
+                           (``typical``: N(70, 7), 50-90)
 breathing rate             N(15, 2.5) /min, 10-22           adult resting 12-20 breaths/min; HF band 0.15-0.4 Hz
                                                             (Task Force of ESC/NASPE 1996)
 RSA amplitude (HF)         logN(median 42 ms, σ 0.4)        gives resting RMSSD ≈ 20-70 ms; short-term norm

@@ -131,10 +131,15 @@ def fold_note(src: dict[str, Any], info: dict[str, Any]) -> str:
             if final["epochs_from"] == "best_epoch"
             else "`training.max_epochs`: the trial recorded no best epoch"
         )
+        trial = (
+            f"The trial was cross-validated ({src['folds']} folds)"
+            if src.get("folds", 1) > 1
+            else "The trial chose its epochs on validation subjects"
+        )
+        epochs = f"{final['epochs']} epoch{'s' if final['epochs'] != 1 else ''}"
         return (
-            f"\n\n**Refitted model.** The trial was cross-validated ({src['folds']} folds) or chose its epochs on "
-            f"validation subjects; this bundle holds its spec retrained on every non-test subject (train + "
-            f"validation) for {final['epochs']} epochs ({why}), MLflow run `{final['refit_run_id']}`. Nothing was "
+            f"\n\n**Refitted model.** {trial}; this bundle holds its spec retrained on every non-test subject "
+            f"(train + validation) for {epochs} ({why}), MLflow run `{final['refit_run_id']}`. Nothing was "
             "selected on this training run; the test subjects were scored once. There are no validation subjects."
         )
     if kind == "folds":
@@ -290,7 +295,7 @@ def trained_line(info: dict[str, Any], spec: dict[str, Any], metric: str) -> str
     src, training = info["source"], spec["training"]
     if src.get("kind") == "final":
         return (
-            f"refitted for {src['final']['epochs']} epochs on every non-test subject (no validation, no early "
+            f"refitted for {src['final']['epochs']} epoch(s) on every non-test subject (no validation, no early "
             f"stopping); seed {spec['seed']}"
         )
     if info.get("ensemble"):

@@ -86,20 +86,21 @@ def uncertainty(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, k: int) ->
 
 
 def baseline_on_split(ws: Any, split: dict[str, list[str]], seed: int, k: int) -> dict[str, Any] | None:
-    """The HRV baseline fitted at export on this bundle's training (+ validation) subjects and scored on its test
-    subjects, with the same intervals as the model; None when the windows have no HRV features."""
+    """The HRV baseline fitted at export on this bundle's training subjects (as the sweep fits it on each fold's)
+    and scored on its test subjects, with the same intervals as the model; None when the windows have no HRV
+    features."""
     from ape_nas.baseline import fit_model
     from ape_nas.metrics import classification_metrics
 
     if ws.hrv is None or not np.isfinite(ws.hrv).any():
         return None
-    train = ws.indices([*split["train"], *split["val"]])
+    train = ws.indices(split["train"])
     test = ws.indices(split["test"])
     hrv = np.asarray(ws.hrv)
     probs = fit_model(hrv[train], ws.y[train], seed).predict_proba(hrv[test], k)
     y, groups = np.asarray(ws.y[test]), ws.subject_ids(test)
     return {
-        "fitted_on": "train + val subjects of this bundle's split",
+        "fitted_on": "the train subjects of this bundle's split",
         "test": classification_metrics(y, probs, k),
         **uncertainty(y, probs, groups, k),
     }
