@@ -127,7 +127,7 @@ def fold_plan(plan: SweepPlan, k: int, test: tuple[str, ...], top_run_id: str | 
     if top_run_id:
         tags[PARENT_TAG] = top_run_id
     return dataclasses.replace(
-        plan, experiment=exp, backend=backend, mlflow_experiment=plan.experiment.name, parent_tags=tags
+        plan, experiment=exp, backend=backend, tracking_experiment=plan.experiment.name, parent_tags=tags
     )
 
 
@@ -279,6 +279,7 @@ class Pooled:
     intervals: dict[str, Interval]
     per_fold: list[dict[str, float]]
     per_subject: dict[str, dict[str, float]]
+    per_fold_intervals: list[dict[str, Interval]] = field(default_factory=list)
 
     def fold_spread(self, metric: str) -> tuple[float, float]:
         values = [f[metric] for f in self.per_fold]
@@ -289,6 +290,7 @@ class Pooled:
             "pooled": self.metrics,
             "intervals": {m: iv.to_dict() for m, iv in self.intervals.items()},
             "per_fold": self.per_fold,
+            "per_fold_intervals": [{m: iv.to_dict() for m, iv in f.items()} for f in self.per_fold_intervals],
             "fold_mean_std": {m: list(self.fold_spread(m)) for m in CLASS_METRICS},
             "per_subject": self.per_subject,
         }
@@ -304,6 +306,7 @@ def pool(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], num_classes: in
         intervals=metric_intervals(y, probs, subjects, num_classes, seed=seed),
         per_fold=[classification_metrics(p[0], p[1], num_classes) for p in parts],
         per_subject=per_subject(y, probs, subjects, num_classes),
+        per_fold_intervals=[metric_intervals(p[0], p[1], p[2], num_classes, seed=seed) for p in parts],
     )
 
 

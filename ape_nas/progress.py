@@ -175,3 +175,30 @@ def best_lines(best: TrialRecord, metric: str, direction: str) -> list[str]:
             "trust the test score, and select on more subjects (protocol.kind: kfold)[/yellow]"
         )
     return lines
+
+
+def selection_noise_line(records: Sequence[TrialRecord], best: TrialRecord, direction: str) -> str | None:
+    """How many complete trials cannot be told apart from the best one on their fold scores (one-sided paired
+    t-test over the same folds, α = 0.05, :func:`ape_nas.stats.indistinguishable`); None without fold scores."""
+    from ape_nas.stats import indistinguishable
+
+    folds = best.attrs.get("fold_scores")
+    if not isinstance(folds, list | tuple) or len(folds) < 2:
+        return None
+    others = {
+        r.number: r.attrs["fold_scores"]
+        for r in records
+        if r.state == "complete" and r.number != best.number and isinstance(r.attrs.get("fold_scores"), list | tuple)
+    }
+    if not others:
+        return None
+    tied = indistinguishable(list(folds), {k: list(v) for k, v in others.items()}, direction)
+    return (
+        f"  {len(tied)} of the {len(others)} other complete trials are statistically indistinguishable from the best "
+        f"(paired t-test over {len(folds)} folds, α 0.05)"
+        + (
+            ": the choice among them is noise — prefer the simplest, or an ensemble (export --ensemble K)"
+            if tied
+            else ""
+        )
+    )

@@ -53,12 +53,12 @@ class SweepPlan:
     workdir: Path
     tracking_uri: str
     new_study: bool = False  # the experiment differs from its study: continue under a derived name
-    mlflow_experiment: str | None = None  # default: the study's name (outer folds of a nested run: the nested name)
+    tracking_experiment: str | None = None  # default: the study's name (outer folds of a nested run: the nested name)
     parent_tags: dict[str, str] = field(default_factory=dict)  # extra tags of the parent run (nesting)
 
     @property
-    def mlflow_name(self) -> str:
-        return self.mlflow_experiment or self.experiment.name
+    def tracking_name(self) -> str:
+        return self.tracking_experiment or self.experiment.name
 
 
 @dataclass
@@ -403,7 +403,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
         backend.on_stale_trial = lambda record: _close_stale_run(plan.tracking_uri, record)
 
     def tracker_() -> SweepTracker:
-        tracker = SweepTracker(plan.tracking_uri, plan.mlflow_name, artifact_root=plan.workdir / "artifacts")
+        tracker = SweepTracker(plan.tracking_uri, plan.tracking_name, artifact_root=plan.workdir / "artifacts")
         undo.tracker = tracker
         return tracker
 
@@ -452,7 +452,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     runner = TrialRunner(
         space_path=str(space.path),
         base=exp.base(),
-        experiment_name=plan.mlflow_name,
+        experiment_name=plan.tracking_name,
         study=exp.name,
         tracking_uri=plan.tracking_uri,
         parent_run_id=parent.run_id,

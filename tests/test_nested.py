@@ -299,3 +299,21 @@ def test_an_inner_protocol_that_leaves_a_fold_without_a_class_writes_nothing(tmp
     assert not (tmp_path / "w" / "mlflow.db").exists() and not (tmp_path / "w" / "optuna.db").exists()
     cache = tmp_path / "w" / "cache"
     assert not cache.exists() or not [p for p in cache.iterdir() if p.is_dir()], "no cache entry"
+
+
+def test_a_worker_runs_one_outer_fold_and_the_sweep_finishes_only_the_rest(tmp_path: Path, capsys):
+    import optuna
+
+    path, workdir = _experiment(tmp_path), tmp_path / "w"
+    storage = f"journal://{tmp_path / 'study.log'}"
+    common = ["--workdir", str(workdir), "--storage", storage]
+    assert main(["worker", str(path), "--outer-fold", "1", "--trials", "2", *common]) == 0
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
+    first = optuna.load_study(study_name="nested-t/outer-1", storage=journal).trials
+    assert [t.state.name for t in first] == ["COMPLETE", "COMPLETE"]
+    assert main(["sweep", str(path), "--no-progress", *common]) == 0
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
+    assert [t.number for t in optuna.load_study(study_name="nested-t/outer-1", storage=journal).trials] == [0, 1]
+    assert len(optuna.load_study(study_name="nested-t/outer-2", storage=journal).trials) == 2
+    assert main(["worker", str(path), "--trials", "1", *common]) == 2
+    assert "--outer-fold" in capsys.readouterr().err

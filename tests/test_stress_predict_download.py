@@ -68,6 +68,8 @@ def test_sweep_export_predict_evaluate_on_the_download(
         [
             f"data.params.path={download}",
             f"data.params.subjects=[{','.join(SUBJECTS)}]",
+            "protocol.kind=holdout",
+            "protocol.folds=null",
             "protocol.test_subjects=2",
             "protocol.val_subjects=2",
             "training.max_epochs=1",

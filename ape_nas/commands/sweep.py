@@ -27,7 +27,7 @@ def sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from ape_nas.progress import best_lines, summary_table
+    from ape_nas.progress import best_lines, selection_noise_line, summary_table
     from ape_nas.sweep import prepare_from_args, run_sweep
 
     plan = prepare_from_args(args, new_study=args.new_study)
@@ -49,6 +49,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if outcome.best is not None:
         for line in best_lines(outcome.best, exp.objective["metric"], exp.direction):
             out.print(line)
+        noise = selection_noise_line(outcome.records, outcome.best, exp.direction)
+        if noise:
+            out.print(noise)
     if outcome.baseline is not None and outcome.best is not None:
         out.print(baseline_comparison(outcome.baseline, outcome.best.value, exp.objective["metric"], exp.direction))
     out.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
