@@ -15,7 +15,7 @@ With 6–7 test subjects a 95% interval of ±10 points is normal: that is the ho
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -67,22 +67,24 @@ def subject_bootstrap(
         >>> iv.low <= iv.point <= iv.high
         True
     """
-    g = np.asarray(groups).astype(str)
-    subjects, inverse = np.unique(g, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(subjects))]
-    point = float(score(np.arange(g.size)))
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        draw = rng.integers(0, len(subjects), size=len(subjects))
-        value = float(score(np.concatenate([members[k] for k in draw])))
-        if math.isfinite(value):
-            values.append(value)
+    n_subjects, draws = _subject_draws(groups, n_boot, seed)
+    point = float(score(np.arange(len(groups))))
+    values = [v for v in (float(score(idx)) for idx in draws) if math.isfinite(v)]
     if not values or not math.isfinite(point):
-        return Interval(point, float("nan"), float("nan"), level, len(subjects), n_boot)
+        return Interval(point, float("nan"), float("nan"), level, n_subjects, n_boot)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return Interval(point, min(float(low), point), max(float(high), point), level, len(subjects), n_boot)
+    return Interval(point, min(float(low), point), max(float(high), point), level, n_subjects, n_boot)
+
+
+def _subject_draws(groups: Sequence[str] | np.ndarray, n_boot: int, seed: int) -> tuple[int, Iterator[np.ndarray]]:
+    """(number of subjects, ``n_boot`` window-index arrays): each draws as many subjects as there are, with
+    replacement, and takes all windows of every drawn subject."""
+    subjects, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(subjects))]
+    rng = np.random.default_rng(seed)
+    n = len(subjects)
+    return n, (np.concatenate([members[k] for k in rng.integers(0, n, size=n)]) for _ in range(n_boot))
 
 
 def metric_intervals(
@@ -117,28 +119,20 @@ def model_intervals(
     from ape_nas.metrics import CLASS_METRICS, classification_metrics
 
     y = np.asarray(y)
-    g = np.asarray(groups).astype(str)
-    subjects, inverse = np.unique(g, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(subjects))]
 
     def scores(idx: np.ndarray) -> np.ndarray:
         per_model = [classification_metrics(y[idx], p[idx], num_classes) for p in probs_per_model]
         return np.array([np.mean([m[name] for m in per_model]) for name in CLASS_METRICS])
 
     point = scores(np.arange(y.size))
-    rng = np.random.default_rng(seed)
-    draws = np.array(
-        [
-            scores(np.concatenate([members[k] for k in rng.integers(0, len(subjects), len(subjects))]))
-            for _ in range(n_boot)
-        ]
-    )
+    n_subjects, resamples = _subject_draws(groups, n_boot, seed)
+    draws = np.array([scores(idx) for idx in resamples])
     alpha = (1.0 - level) / 2.0
     out = {}
     for j, name in enumerate(CLASS_METRICS):
         low, high = np.quantile(draws[:, j], [alpha, 1.0 - alpha])
         p = float(point[j])
-        out[name] = Interval(p, min(float(low), p), max(float(high), p), level, len(subjects), n_boot)
+        out[name] = Interval(p, min(float(low), p), max(float(high), p), level, n_subjects, n_boot)
     return out
 
 

@@ -109,6 +109,7 @@ class Figure:
 
 
 QS, SP = "docs/results/quickstart.json", "docs/results/stress_predict.json"
+SPN, NC = "docs/results/stress_predict_nested.json", "benchmarks/results/nested_cost.json"
 TO, CL, CS = (
     "benchmarks/results/trial_overhead.json",
     "benchmarks/results/cli_startup.json",
@@ -120,6 +121,8 @@ COMMANDS_OF = {
     TO: "python benchmarks/trial_overhead.py",
     CL: "python benchmarks/cli_startup.py",
     CS: "python benchmarks/cache_speed.py",
+    SPN: "python docs/results/nested_scores.py experiments/stress_predict_nested.yaml",
+    NC: "python benchmarks/nested_cost.py",
 }
 NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
 # the three rows of the Stress-Predict table: README row label → the keys of its three columns in stress_predict.json
@@ -183,6 +186,59 @@ FIGURES = [
     Figure("cold cache", rf"warm window cache \(Stress-Predict\) \| [\d.]+ s vs {NUM} s cold", CS, "cold_s"),
     Figure("cache speed-up", r"s cold: (\d+)×", CS, "speedup"),
     Figure("cache windows", r"loading the ([\d,]+) Stress-Predict windows", CS, "windows"),
+]
+
+
+# the nested table: one row per outer fold and a pooled row; columns = the searched model and the two baselines,
+# each "point [low, high]" (balanced accuracy, 95% subject bootstrap)
+_NESTED_COLUMNS = (("search",), ("baselines", "hrv"), ("baselines", "hrv_subjnorm"))
+_CELL = r"[\d.]+ \[[\d.]+, [\d.]+\]"
+
+
+def _nested_value(column: tuple[str, ...], row: int | None, part: str) -> Any:
+    def read(d: dict[str, Any]) -> float:
+        for key in column:
+            d = d[key]
+        if row is None:
+            return d["intervals"]["balanced_accuracy"][part]
+        if part == "point":
+            return d["per_fold"][row]["balanced_accuracy"]
+        return d["per_fold_intervals"][row]["balanced_accuracy"][part]
+
+    return read
+
+
+def _nested_figures() -> list[Figure]:
+    out = []
+    for row in (*range(4), None):
+        label = "pooled, 28 subjects" if row is None else f"{row + 1}"
+        for c, column in enumerate(_NESTED_COLUMNS):
+            for g, part in enumerate(("point", "low", "high")):
+                cell = (
+                    rf"{NUM} \[[\d.]+, [\d.]+\]"
+                    if g == 0
+                    else (rf"[\d.]+ \[{NUM}, [\d.]+\]" if g == 1 else rf"[\d.]+ \[[\d.]+, {NUM}\]")
+                )
+                cells = [cell if i == c else _CELL for i in range(len(_NESTED_COLUMNS))]
+                pattern = rf"\| {label} \| " + r" \| ".join(cells) + r" \|"
+                out.append(
+                    Figure(f"nested {label} {'/'.join(column)} {part}", pattern, SPN, _nested_value(column, row, part))
+                )
+    return out
+
+
+FIGURES += [
+    *_nested_figures(),
+    Figure("nested minutes", rf"\(nested\) {NUM} min on a 2-core CPU", SPN, lambda d: d["nested_s"] / 60),
+    Figure(
+        "nested date",
+        rf"\(nested\) [\d.]+ min on a 2-core CPU, measured {DATE}",
+        SPN,
+        lambda d: d["measured"]["date"][:10],
+    ),
+    Figure("nested cost ratio", rf"nested search vs plain sweep [^|]*\| {NUM}×", NC, "ratio"),
+    Figure("nested fixed cost per fold", rf"fixed cost per outer fold {NUM} s", NC, "fixed_per_fold_s"),
+    Figure("plain fixed cost", rf"s \(plain sweep {NUM} s\)", NC, "plain_fixed_s"),
 ]
 
 

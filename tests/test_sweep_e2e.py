@@ -106,6 +106,10 @@ def test_best_prints_the_best_spec(swept: Path, capsys: pytest.CaptureFixture[st
     assert best["number"] == status["best"]["number"]
     assert best["spec"]["model"] == status["best"]["model"]
     assert set(best["test_metrics"]) == {"test_f1_macro", "test_balanced_accuracy", "test_auroc"}
+    for metric, (low, high) in best["test_ci"].items():  # subject-bootstrap interval around each test metric
+        assert low <= best["test_metrics"][f"test_{metric}"] <= high
+    assert main(["best", QUICKSTART, "--workdir", str(swept), *SMALL]) == 0
+    assert "95% subject-bootstrap intervals" in capsys.readouterr().out
 
 
 def test_pruned_trials_are_tagged_pruned_never_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -111,7 +111,12 @@ def run_best(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {**best.to_dict(), "test_metrics": best.attrs.get("test_metrics"), "spec": spec.to_dict()},
+                {
+                    **best.to_dict(),
+                    "test_metrics": best.attrs.get("test_metrics"),
+                    "test_ci": best.attrs.get("test_ci"),
+                    "spec": spec.to_dict(),
+                },
                 indent=2,
                 default=str,
             )
@@ -123,9 +128,17 @@ def run_best(args: argparse.Namespace) -> int:
         f"{best.value:.4f} · MLflow run {best.run_id}"
     )
     test = best.attrs.get("test_metrics") or {}
+    ci = best.attrs.get("test_ci") or {}
+
+    def shown(key: str, value: float) -> str:
+        low_high = ci.get(key.removeprefix("test_"))
+        return f"{key} {value:.4f}" + (f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "")
+
     if test:
         out.print(
-            "test subjects (never used by the search): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(test.items()))
+            "test subjects (never used by the search): "
+            + ", ".join(shown(k, v) for k, v in sorted(test.items()))
+            + (" — 95% subject-bootstrap intervals; with few test subjects ±10 points is normal" if ci else "")
         )
     out.print(spec.to_yaml(), highlight=False, markup=False)
     return 0
