@@ -35,7 +35,7 @@ from ape_nas.experiments import located
 from ape_nas.metrics import CLASS_METRICS, classification_metrics
 from ape_nas.progress import best_of
 from ape_nas.stats import Interval, metric_intervals, per_subject
-from ape_nas.sweep import SweepPlan, comparable, run_sweep
+from ape_nas.sweep import SweepPlan, comparable, run_sweep, subject_classes
 from ape_nas.tracking import (
     PARENT_RUN_ATTR,
     PARENT_TAG,
@@ -100,7 +100,7 @@ def make_outer(exp: ExperimentConfig, ws: Any) -> list[tuple[str, ...]]:
         folds = outer_folds(ws.subjects, exp.protocol["outer_folds"], exp.protocol["seed"], class_balance(ws))
     except KeyedError as err:
         raise located(exp, err) from None
-    labels_of = {s: set(np.unique(ws.y[ws.groups == i]).tolist()) for i, s in enumerate(ws.subjects)}
+    labels_of = subject_classes(ws)
     for k, test in enumerate(folds, start=1):
         inner = inner_protocol(exp.protocol, test)
         try:
@@ -314,7 +314,8 @@ def baseline_parts(
     ws: Any, folds: list[tuple[str, ...]], seed: int, *, subject_norm: bool
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
     """The HRV baseline fitted on each outer fold's non-test subjects, scored on its test subjects."""
-    from ape_nas.baseline import fit_model
+    from ape_nas.baseline import fold_models
+    from ape_nas.data.splits import Split
     from ape_nas.hrv import subject_normalise
 
     if ws.hrv is None or not np.isfinite(ws.hrv).any():
@@ -322,11 +323,10 @@ def baseline_parts(
     hrv = np.asarray(ws.hrv)
     if subject_norm:
         hrv = subject_normalise(hrv, ws.groups)
+    splits = [Split(train=tuple(s for s in ws.subjects if s not in test), val=(), test=test) for test in folds]
     parts = []
-    for test in folds:
-        train = ws.indices([s for s in ws.subjects if s not in test])
-        idx = ws.indices(list(test))
-        model = fit_model(hrv[train], ws.y[train], seed)
+    for split, model in zip(splits, fold_models(ws, hrv, splits, seed), strict=True):
+        idx = ws.indices(split.test)
         parts.append((ws.y[idx], model.predict_proba(hrv[idx], len(ws.class_names)), ws.subject_ids(idx)))
     return parts
 

@@ -219,10 +219,10 @@ def run_trial(
     if multi:
         spread = fold_summary(fold_scores)
         summary.update(score_mean=spread.mean, score_std=spread.std, score_se=spread.se)
-    test_ci = _test_intervals(ws, folds, spec.seed)
+    test_ci, report = _test_uncertainty(ws, folds, spec.seed)
     summary.update(interval_metrics("test_", test_ci))
     tracker.log_metrics(summary)
-    tracker.log_text(json.dumps(_test_report(ws, folds, test_ci), indent=2, default=float), "test_subjects.json")
+    tracker.log_text(json.dumps(report, indent=2, default=float), "test_subjects.json")
     for f in folds:
         tracker.log_artifact(f.checkpoint, f"checkpoints/fold{f.fold}" if multi else None)
     return TrialResult(
@@ -241,22 +241,19 @@ def run_trial(
     )
 
 
-def _test_intervals(ws: WindowSet, folds: list[FoldResult], seed: int) -> dict[str, Interval]:
-    """Subject-bootstrap 95% intervals of the trial's test metrics (the mean over its fold models)."""
+def _test_uncertainty(ws: WindowSet, folds: list[FoldResult], seed: int) -> tuple[dict[str, Interval], dict[str, Any]]:
+    """Subject-bootstrap 95% intervals of the trial's test metrics (the mean over its fold models), and the
+    ``test_subjects.json`` report: those intervals and each subject's metrics (fold models' mean probability)."""
     idx = ws.indices(folds[0].split.test)
+    y, subjects, k = ws.y[idx], ws.subject_ids(idx), len(ws.class_names)
     probs = [f.test_probs for f in folds if f.test_probs is not None]
-    return model_intervals(ws.y[idx], probs, ws.subject_ids(idx), len(ws.class_names), seed=seed)
-
-
-def _test_report(ws: WindowSet, folds: list[FoldResult], test_ci: dict[str, Interval]) -> dict[str, Any]:
-    """The test subjects' numbers: pooled intervals, and each subject's metrics (fold models' mean probability)."""
-    idx = ws.indices(folds[0].split.test)
-    mean_probs = np.mean([f.test_probs for f in folds if f.test_probs is not None], axis=0)
-    return {
+    intervals = model_intervals(y, probs, subjects, k, seed=seed)
+    report = {
         "note": "test subjects are never used for selection; intervals resample subjects, not windows",
-        "intervals": {m: iv.to_dict() for m, iv in test_ci.items()},
-        "per_subject": per_subject(ws.y[idx], mean_probs, ws.subject_ids(idx), len(ws.class_names)),
+        "intervals": {m: iv.to_dict() for m, iv in intervals.items()},
+        "per_subject": per_subject(y, np.mean(probs, axis=0), subjects, k),
     }
+    return intervals, report
 
 
 def split_tags(protocol: dict[str, Any], splits: list[Split], fingerprint: str) -> dict[str, str]:
@@ -433,11 +430,11 @@ def train_final(
     net = fit(spec, ws, train, None, epochs, []).net.cpu()
     probs = predict_probs(net, ws, test)
     metrics = evaluate(net, ws, test, "test_", probs=probs)
+    subjects = ws.subject_ids(test)
     by_subject = {}
     for s in split.test:
-        mine = np.flatnonzero(ws.subject_ids(test) == s)
+        mine = np.flatnonzero(subjects == s)
         by_subject[s] = evaluate(net, ws, test[mine], "test_", probs=probs[mine])
-    subjects = ws.subject_ids(test)
     ci = metric_intervals(ws.y[test], probs, subjects, len(ws.class_names), seed=spec.seed)
     tracker.log_metrics({**metrics, **interval_metrics("test_", ci)})
     for subject, values in by_subject.items():

@@ -238,16 +238,20 @@ def comparable(records: list[TrialRecord], attrs: dict[str, Any]) -> list[TrialR
     return [r for r in records if fp is None or r.attrs.get("data_fingerprint", fp) == fp]
 
 
-def check_data(exp: ExperimentConfig, windows: Any) -> list[Any]:
-    """The protocol against the windows: subject counts, every partition's classes. Returns the splits."""
+def subject_classes(windows: Any) -> dict[str, set[int]]:
+    """Subject id → the classes of its windows (what the partition checks of every protocol look at)."""
     import numpy as np
 
+    return {s: set(np.unique(windows.y[windows.groups == i]).tolist()) for i, s in enumerate(windows.subjects)}
+
+
+def check_data(exp: ExperimentConfig, windows: Any) -> list[Any]:
+    """The protocol against the windows: subject counts, every partition's classes. Returns the splits."""
     from ape_nas.data.splits import check_balance, make_splits
 
     try:
         splits = make_splits(exp.protocol, windows.subjects)
-        labels_of = {s: set(np.unique(windows.y[windows.groups == i]).tolist()) for i, s in enumerate(windows.subjects)}
-        check_balance(splits, labels_of, windows.class_names, exp.protocol["kind"])
+        check_balance(splits, subject_classes(windows), windows.class_names, exp.protocol["kind"])
     except KeyedError as err:
         raise located(exp, err) from None
     return splits
