@@ -236,6 +236,14 @@ FIGURES += [
         SPN,
         lambda d: d["measured"]["date"][:10],
     ),
+    *(
+        Figure(f"nested fold {k + 1} {part}", rf"fold {k + 1} {pattern}", SPN, read)
+        for k in range(4)
+        for part, pattern, read in (
+            ("val", rf"{NUM} → [\d.]+", lambda d, k=k: d["folds"][k]["best_val"]),
+            ("test", rf"[\d.]+ → {NUM}", lambda d, k=k: d["folds"][k]["test_metrics"]["test_balanced_accuracy"]),
+        )
+    ),
     Figure("nested cost ratio", rf"nested search vs plain sweep [^|]*\| {NUM}×", NC, "ratio"),
     Figure("nested fixed cost per fold", rf"fixed cost per outer fold {NUM} s", NC, "fixed_per_fold_s"),
     Figure("plain fixed cost", rf"s \(plain sweep {NUM} s\)", NC, "plain_fixed_s"),
