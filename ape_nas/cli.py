@@ -13,6 +13,7 @@ from ape_nas.commands.common import Command
 from ape_nas.commands.data import DATA
 from ape_nas.commands.handoff import EVALUATE, EXPORT, PREDICT
 from ape_nas.commands.reproduce import REPRODUCE
+from ape_nas.commands.show import SHOW
 from ape_nas.commands.study import BEST, STATUS
 from ape_nas.commands.sweep import SWEEP, WORKER
 from ape_nas.commands.ui import UI
@@ -23,6 +24,7 @@ COMMANDS: tuple[Command, ...] = (
     SWEEP,
     STATUS,
     BEST,
+    SHOW,
     MODELS,
     SPACES,
     UI,

@@ -15,6 +15,13 @@ CLASS_METRICS: tuple[str, ...] = ("f1_macro", "balanced_accuracy", "auroc")
 DIRECTIONS: dict[str, str] = {**dict.fromkeys(CLASS_METRICS, "maximize"), "loss": "minimize"}
 """Metric name → the direction in which it improves (the names an experiment's ``objective.metric`` may take)."""
 
+COST_METRICS: tuple[str, ...] = ("params", "macs", "latency_ms", "peak_memory_mb")
+"""A network's measured cost (``ape_nas.cost``), always minimised: trainable parameters, multiply-accumulates per
+window, batch-1 onnxruntime latency on this CPU, peak activation memory of a batch-1 forward."""
+
+CONSTRAINTS: dict[str, str] = {f"{name}_max": name for name in COST_METRICS}
+"""``objective.constraints`` keys → the cost each one limits (a spec over a limit is rejected before training)."""
+
 SELECTIONS: tuple[str, ...] = ("mean", "mean_minus_se")
 """How a multi-fold trial's score is made from its fold scores (``objective.selection``; see ape_nas.stats)."""
 

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class TrialResult:
     folds: list[FoldResult] = field(default_factory=list)
     fold_scores: list[float] = field(default_factory=list)
     test_ci: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high] (subject bootstrap)
+    cost: dict[str, Any] = field(default_factory=dict)  # the network's measured cost (ape_nas.cost.Cost.to_dict)
 
 
 def quiet_libraries() -> None:
@@ -172,8 +174,13 @@ def run_trial(
     tracker: TrialTracker | None = None,
     *,
     cache_dir: Path | None = None,
+    gate: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrialResult:
     """Train ``spec`` on each fold's training subjects, validate each epoch, test once at each fold's best epoch.
+
+    Before any training the network's cost is measured on one window (:func:`network_cost`: parameters, MACs,
+    onnxruntime latency, peak activation memory), logged as ``cost_<name>`` metrics with the architecture table
+    (``architecture.txt``), and given to ``gate``, which may reject the spec (``TrialRejected``) before an epoch.
 
     One fold (holdout): every epoch's validation score goes to the reporter (step = epoch). Several folds
     (kfold, loso): each fold's best validation score goes to the reporter (step = fold), so pruners compare
@@ -195,6 +202,11 @@ def run_trial(
     splits = make_splits(spec.protocol, ws.subjects)
     tracker.set_tags(split_tags(spec.protocol, splits, ws.fingerprint))
     tracker.log_text(json.dumps([s.to_dict() for s in splits], indent=2), "splits.json")
+    cost, table = network_cost(spec, ws)
+    tracker.log_metrics({f"cost_{name}": float(value) for name, value in cost.items()})
+    tracker.log_text(table, "architecture.txt")
+    if gate is not None:
+        gate(cost)
     multi = len(splits) > 1
     folds: list[FoldResult] = []
     for k, split in enumerate(splits):
@@ -238,7 +250,23 @@ def run_trial(
         folds=folds,
         fold_scores=fold_scores,
         test_ci={m: [iv.low, iv.high] for m, iv in test_ci.items()},
+        cost=cost,
     )
+
+
+def network_cost(spec: TrialSpec, ws: WindowSet) -> tuple[dict[str, Any], str]:
+    """The cost of the spec's network on these windows (untrained: cost does not depend on the weights) and its
+    architecture table: :func:`ape_nas.cost.measure` and :func:`ape_nas.models.summary.summary` of one window."""
+    from ape_nas.cost import measure
+    from ape_nas.features import fuses
+    from ape_nas.models import build_model
+    from ape_nas.models.summary import summary
+
+    n_features = int(np.asarray(ws.hrv).shape[1]) if fuses(spec.arch) else 0
+    in_channels, length = int(ws.X.shape[1]), int(ws.X.shape[2])
+    net = build_model(spec.model, in_channels, len(ws.class_names), n_features=n_features, **spec.arch)
+    cost = measure(net, in_channels, length, n_features=n_features)
+    return cost.to_dict(), summary(net, in_channels, length, n_features=n_features)
 
 
 def _test_uncertainty(ws: WindowSet, folds: list[FoldResult], seed: int) -> tuple[dict[str, Interval], dict[str, Any]]:

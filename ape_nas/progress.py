@@ -16,6 +16,7 @@ from ape_nas.console import make_console
 _STYLE = {
     "complete": "green",
     "pruned": "yellow",
+    "rejected": "magenta",
     "failed": "red",
     "running": "cyan",
     "waiting": "dim",
@@ -82,6 +83,8 @@ class SweepProgress:
         note = ""
         if record.state == "failed" and record.attrs.get("error"):
             note = f"  [red]{record.attrs['error'][:120]}[/red]"
+        elif record.state == "rejected":
+            note = f"  [magenta]{record.attrs.get('rejected', '')}: not trained[/magenta]"
         # one line per trial, with or without the live bar (logs, CI, Slurm)
         self.console.print(
             f"  trial {record.number:>4}  [{style}]{record.state:<8}[/{style}] "
@@ -133,7 +136,7 @@ def summary_table(records: Sequence[TrialRecord], direction: str, metric: str, l
     for col in ("trial", "state", val_col, test_col, "seconds", "model", "MLflow run"):
         table.add_column(col, justify="right" if col in ("trial", val_col, test_col, "seconds") else "left")
     sign = -1 if direction == "maximize" else 1
-    order = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4, "interrupted": 5}
+    order = {"complete": 0, "pruned": 1, "rejected": 2, "running": 3, "failed": 4, "waiting": 5, "interrupted": 6}
 
     def key(r: TrialRecord) -> tuple[int, float, int]:
         return order.get(r.state, 5), sign * (r.value if r.value is not None else 0.0), r.number
@@ -202,3 +205,33 @@ def selection_noise_line(records: Sequence[TrialRecord], best: TrialRecord, dire
             else ""
         )
     )
+
+
+def cost_text(name: str, value: Any) -> str:
+    """A cost as people read it: ``48.2k`` parameters, ``3.1M`` MACs, ``0.412`` ms, ``1.25`` MB."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "—"
+    if name in ("params", "macs"):
+        for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if value >= size:
+                return f"{value / size:.3g}{unit}"
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def pareto_table(points: Sequence[TrialRecord], objectives: Sequence[str], metric: str) -> Table:
+    """The Pareto front: per point the trial, every objective, the other measured costs and the test score."""
+    costs = ("params", "macs", "latency_ms", "peak_memory_mb")
+    table = Table(title=f"Pareto front ({len(points)} trials: val {' vs '.join(objectives)})")
+    columns = ["trial", f"val {objectives[0]}", *costs, TEST_HEADER.format(metric=metric), "model", "MLflow run"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "MLflow run") else "right")
+    for r in points:
+        cost = r.attrs.get("cost") or {}
+        cells = [
+            f"[bold]{cost_text(c, cost.get(c))}[/bold]" if c in objectives else cost_text(c, cost.get(c)) for c in costs
+        ]
+        test = f"[dim]{fmt(held_out_score(r, metric))}[/dim]"
+        table.add_row(str(r.number), fmt(r.value), *cells, test, r.model, r.run_id or "—")
+    table.caption = "bold: searched objectives · " + TEST_NOTE
+    return table

@@ -20,6 +20,16 @@ class TrialPruned(Exception):
         self.value = value
 
 
+class TrialRejected(TrialPruned):
+    """A spec over a cost constraint, rejected before training (no epoch run); recorded as ``rejected``."""
+
+    def __init__(self, reason: str) -> None:
+        Exception.__init__(self, f"rejected before training: {reason}")
+        self.step = -1
+        self.value = float("nan")
+        self.reason = reason
+
+
 class Reporter(Protocol):
     def report(self, value: float, step: int) -> bool:
         """Record an intermediate validation value at ``step`` (epoch); True means: stop, this trial is pruned."""

@@ -18,9 +18,13 @@ SAMPLER_CLASSES: dict[str, str] = {
     "random": "RandomSampler",
     "cmaes": "CmaEsSampler",
     "nsga2": "NSGAIISampler",
+    "nsga3": "NSGAIIISampler",
     "qmc": "QMCSampler",
     "gp": "GPSampler",
 }
+# samplers that handle several objectives (Optuna's CMA-ES does not)
+MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "random", "nsga2", "nsga3", "qmc", "gp")
+
 # pruner name -> class in ``optuna.pruners``
 PRUNER_CLASSES: dict[str, str] = {
     "median": "MedianPruner",

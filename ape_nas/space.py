@@ -30,8 +30,9 @@ define-by-run); :meth:`Space.to_spec` turns those values into a :class:`~ape_nas
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -103,13 +104,76 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """A list argument built element by element: ``count`` elements (searched or fixed), each element a mapping
+    whose values are parameters or nested repeats (``each``).
+
+    Backend names are positional: the count is ``<name>.n``, element ``i``'s key ``k`` is ``<name>.<i>.<k>`` (a
+    nested repeat ``<name>.<i>.<k>.n`` ...), so a block's parameters exist only for the blocks that exist. Keys
+    the space leaves out take the value of the family default's first element (its template).
+    """
+
+    name: str
+    count: Param
+    each: dict[str, Param | Repeat]
+
+    def suggest(self, suggester: Suggester, values: dict[str, Any], prefix: str | None = None) -> None:
+        """Ask for the count, then every element's parameters, into ``values`` (flat backend names)."""
+        prefix = prefix or self.name
+        n = replace(self.count, name=f"{prefix}.n").suggest(suggester)
+        values[f"{prefix}.n"] = n
+        for i in range(int(n)):
+            for key, node in self.each.items():
+                name = f"{prefix}.{i}.{key}"
+                if isinstance(node, Repeat):
+                    node.suggest(suggester, values, name)
+                else:
+                    values[name] = replace(node, name=name).suggest(suggester)
+
+    def assemble(
+        self, values: Mapping[str, Any], template: Mapping[str, Any], prefix: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The list argument from flat values; ``template`` (the default's first element) fills the other keys."""
+        prefix = prefix or self.name
+        out: list[dict[str, Any]] = []
+        for i in range(int(values[f"{prefix}.n"])):
+            element = copy.deepcopy(dict(template))
+            for key, node in self.each.items():
+                name = f"{prefix}.{i}.{key}"
+                if isinstance(node, Repeat):
+                    inner = template.get(key) or [{}]
+                    element[key] = node.assemble(values, inner[0], name)
+                else:
+                    element[key] = values[name]
+            out.append(element)
+        return out
+
+    def parameters(self, prefix: str | None = None) -> list[Param]:
+        """The count and the element parameters, named with ``*`` for the element index (for listings)."""
+        prefix = prefix or self.name
+        out = [replace(self.count, name=f"{prefix}.n")]
+        for key, node in self.each.items():
+            if isinstance(node, Repeat):
+                out += node.parameters(f"{prefix}.*.{key}")
+            else:
+                out.append(replace(node, name=f"{prefix}.*.{key}"))
+        return out
+
+    def describe(self) -> str:
+        return f"repeat {self.count.describe()}"
+
+
+Node = Param | Repeat
+
+
+@dataclass(frozen=True)
 class Space:
     """A parsed search space. ``families`` maps each family to its architecture parameters."""
 
     name: str
     path: str
     description: str
-    families: dict[str, dict[str, Param]]
+    families: dict[str, dict[str, Node]]  # family -> "<family>.<arg>" -> parameter or repeat
     optim: dict[str, Param]
     doc: Document = field(repr=False, compare=False)
     data: dict[str, Param] = field(default_factory=dict)  # "data.<key>" -> parameter
@@ -120,7 +184,7 @@ class Space:
         return list(self.families)
 
     def parameters(self) -> list[Param]:
-        out = [p for ps in self.families.values() for p in ps.values()]
+        out = [q for ps in self.families.values() for p in ps.values() for q in _flat(p)]
         out += [*self.optim.values(), *self.data.values()]
         return out + [p for ps in self.augment.values() for p in ps.values()]
 
@@ -130,7 +194,10 @@ class Space:
         family = names[0] if len(names) == 1 else suggester.suggest_categorical("model", names)
         values: dict[str, Any] = {"model": family}
         for p in self.families[family].values():
-            values[p.name] = p.suggest(suggester)
+            if isinstance(p, Repeat):
+                p.suggest(suggester, values)
+            else:
+                values[p.name] = p.suggest(suggester)
         for p in self.optim.values():
             values[p.name] = p.suggest(suggester)
         for p in self.data.values():
@@ -156,7 +223,13 @@ class Space:
         """
         family = values["model"]
         arch = dict((arch_defaults or {}).get(family, {}))
-        arch.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{family}.")})
+        for name, node in self.families.get(family, {}).items():
+            arg = name.split(".", 1)[1]
+            if isinstance(node, Repeat):
+                default = arch.get(arg)
+                arch[arg] = node.assemble(values, default[0] if isinstance(default, list) and default else {})
+            elif name in values:
+                arch[arg] = values[name]
         optim = {name: spec.default for name, spec in OPTIM_FIELDS.items()}
         optim.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("optim.")})
         data = dict(base["data"])
@@ -203,7 +276,8 @@ class Space:
             )
 
     def check_families(self, arch_defaults: Mapping[str, Mapping[str, Any]]) -> None:
-        """Check families and their parameter names/types against the model registry's signatures."""
+        """Check families and their parameter names/types against the model registry's signatures; a repeat's
+        element keys against the first element of the family's default list (its template)."""
         for family, params in self.families.items():
             keypath: KeyPath = ("models", family)
             if family not in arch_defaults:
@@ -214,15 +288,31 @@ class Space:
                 arg = pname.split(".", 1)[1]
                 if arg not in defaults:
                     raise unknown_key_error(self.doc, keypath, arg, list(defaults))
-                default = defaults[arg]
-                if default is None:
-                    continue
-                kind = float if isinstance(default, float) else type(default)
-                for v in param.values_for_check():
-                    if not is_kind(v, kind):
-                        raise self.doc.error(
-                            (*keypath, arg), f"expected values of type {kind.__name__} for {family}, got {describe(v)}"
-                        )
+                self._check_node((*keypath, arg), family, param, defaults[arg])
+
+    def _check_node(self, keypath: KeyPath, family: str, node: Node, default: Any) -> None:
+        if isinstance(node, Repeat):
+            if not isinstance(default, list) or not default or not isinstance(default[0], dict):
+                raise self.doc.error(
+                    (*keypath, "repeat"), f"{family}.{keypath[-1]} is not a list of mappings: it cannot be repeated"
+                )
+            template = default[0]
+            for key, child in node.each.items():
+                if key not in template:
+                    raise unknown_key_error(self.doc, (*keypath, "each"), key, list(template))
+                self._check_node((*keypath, "each", key), family, child, template[key])
+            return
+        if default is None:
+            return
+        kind = float if isinstance(default, float) else type(default)
+        for v in node.values_for_check():
+            if not is_kind(v, kind):
+                expected = f"expected values of type {kind.__name__} for {family}"
+                raise self.doc.error(keypath, f"{expected}, got {describe(v)}")
+
+
+def _flat(node: Node) -> list[Param]:
+    return node.parameters() if isinstance(node, Repeat) else [node]
 
 
 _PARAM_KEYS = {
@@ -287,6 +377,33 @@ def _parse_param(doc: Document, keypath: KeyPath, name: str, raw: Any, value_fie
     if kind == "int":
         return Param(name=name, kind="int", low=int(low), high=int(high), step=int(step) if step else None, log=log)
     return Param(name=name, kind="float", low=low, high=high, step=step, log=log)
+
+
+_REPEAT_KEYS = ("repeat", "each")
+
+
+def _parse_node(doc: Document, keypath: KeyPath, name: str, raw: Any) -> Node:
+    """An architecture argument: a fixed value, a parameter, or ``{repeat: COUNT, each: {...}}``."""
+    if not (isinstance(raw, dict) and ("repeat" in raw or "each" in raw)):
+        return _parse_param(doc, keypath, name, raw, None)
+    for key in raw:
+        if key not in _REPEAT_KEYS:
+            raise unknown_key_error(doc, keypath, key, list(_REPEAT_KEYS))
+    for key in _REPEAT_KEYS:
+        if key not in raw:
+            what = "the number of elements (an int or {type: int, low, high})" if key == "repeat" else "a mapping"
+            raise doc.error(keypath, f"missing key {key!r} of a repeat: expected {what}")
+    count = _parse_param(doc, (*keypath, "repeat"), f"{name}.n", raw["repeat"], _COUNT)
+    if count.kind not in ("fixed", "int"):
+        raise doc.error((*keypath, "repeat"), f"expected an int or {{type: int, low, high}}, got a {count.kind}")
+    each = raw["each"]
+    if not isinstance(each, dict) or not each:
+        raise doc.error((*keypath, "each"), f"expected a non-empty mapping of element keys, got {describe(each)}")
+    children = {key: _parse_node(doc, (*keypath, "each", key), key, value) for key, value in each.items()}
+    return Repeat(name=name, count=count, each=children)
+
+
+_COUNT = Field(int, low=0, high=64)  # elements of a repeat
 
 
 _SPACE_KEYS = {
@@ -394,8 +511,7 @@ def parse_space(doc: Document) -> Space:
         if not isinstance(block, dict):
             raise doc.error(keypath, f"expected a mapping of architecture parameters, got {describe(block)}")
         families[family] = {
-            f"{family}.{arg}": _parse_param(doc, (*keypath, arg), f"{family}.{arg}", raw, None)
-            for arg, raw in block.items()
+            f"{family}.{arg}": _parse_node(doc, (*keypath, arg), f"{family}.{arg}", raw) for arg, raw in block.items()
         }
     optim: dict[str, Param] = {}
     for key, raw in (top["optim"] or {}).items():

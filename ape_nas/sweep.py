@@ -186,7 +186,12 @@ def study_identity(exp: ExperimentConfig, fingerprint: str, splits: list[Any]) -
         "data_fingerprint": fingerprint,
         "protocol": {k: v for k, v in exp.protocol.items()},
         "split": [s.to_dict() for s in splits],
-        "objective": {"metric": exp.objective["metric"], "direction": exp.direction},
+        "objective": {
+            "metric": exp.objective["metric"],
+            "direction": exp.direction,
+            **({"costs": exp.objective["costs"]} if exp.objective["costs"] else {}),  # older studies keep theirs
+            **({"constraints": exp.objective["constraints"]} if exp.objective["constraints"] else {}),
+        },
         "training": {k: exp.training[k] for k in TRAINING_IDENTITY},
         "seed": exp.seed,
     }
@@ -462,6 +467,8 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
         parent_run_id=parent.run_id,
         cache_dir=str(cache_dir),
         data_fingerprint=windows.fingerprint,
+        costs=list(exp.objective["costs"]),
+        constraints=dict(exp.objective["constraints"]),
     )
     runner._space, runner._tracker = space, tracker  # this process already has them
     return SweepSession(
@@ -560,6 +567,8 @@ def run_trials(
         running = shared and any(r.state == "running" for r in records)
         status = None if running else ("FAILED" if error is not None else "")
         _finish_parent(tracker, backend, records, best, exp.objective["metric"], time.time() - t0, interrupted, status)
+        if exp.multi_objective and tracker.parent is not None:
+            log_front(tracker.parent, exp, comparable(records, backend.attrs()), session.baseline)
     except BaseException:
         if error is None:
             raise
@@ -567,6 +576,27 @@ def run_trials(
     if error is not None:
         raise error
     return TrialsDone(records, best, mine, interrupted, time.time() - t0)
+
+
+def log_front(parent: Any, exp: ExperimentConfig, records: list[TrialRecord], baseline: Any) -> None:
+    """A multi-objective sweep's Pareto front on its parent run: ``pareto.json`` and ``plots/pareto.png`` (every
+    trial, the front, the HRV baseline's validation score as the reference line)."""
+    from ape_nas import pareto
+
+    metric = exp.objective["metric"]
+    points = pareto.front(records, exp.directions)
+    doc = {"objectives": exp.objectives, "directions": exp.directions, "constraints": exp.objective["constraints"]}
+    doc["front"] = pareto.payload(points, exp.objectives, metric)
+    ref = baseline.val.get(metric) if baseline is not None else None
+    doc["hrv_baseline_val"] = ref
+    parent.log_metrics({"pareto_size": float(len(points))})
+    parent.log_text(json.dumps(doc, indent=2, default=str), "pareto.json")
+    if points:
+        import matplotlib.pyplot as plt
+
+        fig = pareto.figure(records, exp.objectives, exp.directions, baseline=ref, title=exp.name)
+        parent.log_figure(fig, "plots/pareto.png")
+        plt.close(fig)
 
 
 def close_interrupted(backend: Backend, tracker: SweepTracker, mine: set[int], note: str) -> None:
@@ -600,7 +630,7 @@ def _finish_parent(
     """
     parent = tracker.parent
     assert parent is not None
-    counts = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "failed")}
+    counts = {s: sum(r.state == s for r in records) for s in ("complete", "pruned", "rejected", "failed")}
     parent.log_metrics({f"trials_{k}": float(v) for k, v in counts.items()} | {"last_run_seconds": elapsed})
     if best is not None:
         parent.log_metrics({f"best_val_{metric}": float(best.value)})

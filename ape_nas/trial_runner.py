@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ape_nas.backends.base import TrialHandle
-from ape_nas.tracking.names import RUN_ID_ATTR, STUDY_FINGERPRINT_TAG
+from ape_nas.tracking.names import CONSTRAINTS_ATTR, RUN_ID_ATTR, STUDY_FINGERPRINT_TAG
 
 
 @dataclass
@@ -38,6 +38,8 @@ class TrialRunner:
     cache_dir: str
     data_fingerprint: str = ""
     study: str = ""  # the study's name when it differs from the MLflow experiment (outer folds of a nested run)
+    costs: list[str] = field(default_factory=list)  # further objectives (cost metrics, minimised) after the score
+    constraints: dict[str, float] = field(default_factory=dict)  # cost limits: over one, rejected before training
     _space: Any = field(default=None, init=False, repr=False, compare=False)
     _tracker: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -56,12 +58,42 @@ class TrialRunner:
             self._tracker.attach_parent(self.parent_run_id)
         return self._space, self._tracker
 
-    def __call__(self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None) -> float:
+    def values(self, score: float, cost: dict[str, Any]) -> float | list[float]:
+        """What the backend is told: the score, or the score and the cost objectives."""
+        return [score, *(float(cost[name]) for name in self.costs)] if self.costs else score
+
+    def _gate(self, handle: TrialHandle) -> Callable[[dict[str, Any]], None]:
+        """Called by ``run_trial`` with the network's measured cost before any training: records it, and rejects a
+        spec over a constraint (``TrialRejected``: the trial is recorded as rejected, no epoch is run)."""
+        from ape_nas.cost import Cost, describe_violations, violations
+        from ape_nas.reporting import TrialRejected
+
+        def gate(cost: dict[str, Any]) -> None:
+            handle.set_attr("cost", cost)
+            if not self.constraints:
+                return
+            measured = Cost.from_dict(cost)
+            over = violations(measured, self.constraints)
+            handle.set_attr(CONSTRAINTS_ATTR, list(over.values()))
+            constrain = getattr(handle, "set_constraint", None)  # Optuna's: samplers learn the feasible region
+            if constrain is not None:
+                for key, value in over.items():
+                    constrain(key, value)
+            reason = describe_violations(measured, self.constraints)
+            if reason:
+                handle.set_attr("rejected", reason)
+                raise TrialRejected(reason)
+
+        return gate
+
+    def __call__(self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None) -> float | list[float]:
         from ape_nas.models import arch_defaults
+        from ape_nas.models.registry import canonical_spec
         from ape_nas.objective import run_trial
 
         space, tracker = self._objects()
-        spec = space.sample(handle, self.base, arch_defaults())  # the spec holds the whole network
+        # the spec holds the whole network, in one canonical form (equal networks, equal digests)
+        spec = canonical_spec(space.sample(handle, self.base, arch_defaults()))
         digest = spec.digest()
         handle.set_attr("model", spec.model)
         handle.set_attr("spec", spec.to_dict())
@@ -72,18 +104,23 @@ class TrialRunner:
             on_start(handle.number, spec.model)
         lookup = getattr(handle, "finished_with", None)
         twin = lookup(digest) if lookup is not None else None
-        if twin is not None and twin.value is not None:
+        if twin is not None and twin.values is not None:
             handle.set_attr("duplicate_of", twin.number)
-            for key in (RUN_ID_ATTR, "test_metrics", "best_epoch", "test_ci", "fold_scores", "input_fingerprint"):
+            keys = (RUN_ID_ATTR, "test_metrics", "best_epoch", "test_ci", "fold_scores", "input_fingerprint", "cost")
+            for key in (*keys, CONSTRAINTS_ATTR):
                 if key in twin.attrs:
                     handle.set_attr(key, twin.attrs[key])
-            return float(twin.value)
+            constrain = getattr(handle, "set_constraint", None)
+            if constrain is not None and self.constraints and CONSTRAINTS_ATTR in twin.attrs:
+                for key, value in zip(self.constraints, twin.attrs[CONSTRAINTS_ATTR], strict=False):
+                    constrain(key, value)
+            return twin.values if len(twin.values) > 1 else float(twin.values[0])
         tags = {"ape_nas.study": self.study or self.experiment_name}
         if self.data_fingerprint:  # the study's windows; the trial's own (its spec.data) are tagged data_fingerprint
             tags[STUDY_FINGERPRINT_TAG] = self.data_fingerprint
         with tracker.trial(handle.number, spec, tags) as run:
             handle.set_attr(RUN_ID_ATTR, run.run_id)
-            result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir))
+            result = run_trial(spec, handle, run, cache_dir=Path(self.cache_dir), gate=self._gate(handle))
             for fold in result.folds:  # logged to MLflow: the temporary copies can go
                 shutil.rmtree(fold.checkpoint.parent, ignore_errors=True)
             handle.set_attr("test_metrics", result.test_metrics)
@@ -91,4 +128,4 @@ class TrialRunner:
             handle.set_attr("input_fingerprint", result.data_fingerprint)  # the windows this trial trained on
             handle.set_attr("test_ci", result.test_ci)
             handle.set_attr("fold_scores", result.fold_scores)
-            return result.score
+            return self.values(result.score, result.cost)

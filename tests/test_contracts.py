@@ -21,7 +21,7 @@ from ape_nas.backends import optuna_backend
 from ape_nas.config import experiment as experiment_config
 from ape_nas.experiments import load_experiment
 from ape_nas.models import build_model, get_family, list_models
-from ape_nas.space import OPTIM_FIELDS, Param, Space, load_space
+from ape_nas.space import OPTIM_FIELDS, Param, Repeat, Space, load_space
 from ape_nas.spec import TrialSpec
 from ape_nas.sweep import prepare_sweep
 
@@ -109,6 +109,15 @@ def _within(value: Any, param: Param) -> bool:
     return True
 
 
+def _within_node(value: Any, node: Param | Repeat) -> bool:
+    """A repeat's list: a count within its range, each element's keys within their parameters (recursively)."""
+    if not isinstance(node, Repeat):
+        return _within(value, node)
+    if not isinstance(value, list) or not _within(len(value), node.count):
+        return False
+    return all(_within_node(element[key], child) for element in value for key, child in node.each.items())
+
+
 def _check_spec(spec: TrialSpec, space: Space, base: dict[str, Any]) -> None:
     params = space.families[spec.model]
     defaults = arch_defaults()[spec.model]
@@ -117,7 +126,7 @@ def _check_spec(spec: TrialSpec, space: Space, base: dict[str, Any]) -> None:
         assert spec.arch[arg] == defaults[arg], f"{spec.model}.{arg} not in the space: the family's default"
     for name, param in params.items():
         value = spec.arch[name.split(".", 1)[1]]
-        assert _within(value, param), f"{name}={value!r} outside {param.describe()}"
+        assert _within_node(value, param), f"{name}={value!r} outside {param.describe()}"
     assert set(spec.optim) == set(OPTIM_FIELDS)
     for name, param in space.optim.items():
         value = spec.optim[name.split(".", 1)[1]]
@@ -189,7 +198,7 @@ def test_space_fixed_values_appear_in_specs(space_path):
         spec = space.sample(_Corner(family, high=False), base, arch_defaults())
         assert spec.model == family
         for name, param in [*space.families[family].items(), *space.optim.items()]:
-            if param.kind == "fixed":
+            if isinstance(param, Param) and param.kind == "fixed":
                 section = spec.optim if name.startswith("optim.") else spec.arch
                 assert section[name.split(".", 1)[1]] == param.value
 

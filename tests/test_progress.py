@@ -122,6 +122,9 @@ def test_sweep_command_prints_test_beside_validation_and_the_warning(monkeypatch
         budget={"trials": 2},
         objective={"metric": "f1_macro"},
         direction="maximize",
+        objectives=["f1_macro"],
+        directions=["maximize"],
+        multi_objective=False,
         backend=backend,
         protocol={"kind": "holdout"},
     )

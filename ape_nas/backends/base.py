@@ -28,7 +28,9 @@ class TrialFunction(Protocol):
     """What a backend calls per trial: ``ape_nas.trial_runner.TrialRunner`` (picklable, so it can be shipped
     to worker processes and Ray actors). ``on_start(number, model)`` is for progress display only."""
 
-    def __call__(self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None) -> float: ...
+    def __call__(
+        self, handle: TrialHandle, on_start: Callable[[int, str], None] | None = None
+    ) -> float | list[float]: ...
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TrialRecord:
     duration_s: float | None
     params: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    values: list[float] | None = None  # every objective of a complete trial (``value`` is the first)
 
     @property
     def run_id(self) -> str | None:
@@ -59,6 +62,7 @@ class TrialRecord:
             RUN_ID_ATTR: self.run_id,
             "model": self.model,
             "params": self.params,
+            **({"values": self.values} if self.values is not None and len(self.values) > 1 else {}),
         }
 
 

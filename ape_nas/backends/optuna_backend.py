@@ -193,16 +193,23 @@ class _Handle:
         return self._trial.suggest_categorical(name, choices)
 
     def report(self, value: float, step: int) -> bool:
+        if len(self._trial.study.directions) > 1:  # Optuna keeps no intermediate values of multi-objective trials
+            return False
         self._trial.report(value, step)
         return bool(self._trial.should_prune())  # some pruners answer numpy.bool_
 
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
 
+    def set_constraint(self, key: str, value: float) -> None:
+        """A constraint value (<= 0 feasible) through Optuna's ``Trial.set_constraint``: its samplers (TPE, NSGA-II/III,
+        GP) learn the feasible region from it, and ``best_trials`` keeps feasible trials only."""
+        self._trial.set_constraint(key, value)
+
     def finished_with(self, digest: str) -> TrialRecord | None:
         """A complete trial of this study that trained the spec with this digest (it need not run again)."""
         for ft in self._trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if ft.user_attrs.get("spec_digest") == digest and ft.value is not None:
+            if ft.user_attrs.get("spec_digest") == digest and ft.values is not None:
                 return trial_record(ft)
         return None
 
@@ -216,14 +223,36 @@ def trial_record(ft: optuna.trial.FrozenTrial) -> TrialRecord:
         state = "interrupted"
     if duration is None and ft.datetime_start is not None and ft.state.name == "RUNNING":
         duration = (stopped or time.time()) - ft.datetime_start.timestamp()
+    if state == "pruned" and "rejected" in ft.user_attrs:
+        state = "rejected"  # over a cost constraint: never trained
     return TrialRecord(
         number=ft.number,
         state=state,
-        value=ft.value,
+        value=ft.values[0] if ft.values else None,
+        values=list(ft.values) if ft.values else None,
         duration_s=duration,
         params=dict(ft.params),
         attrs=dict(ft.user_attrs),
     )
+
+
+REJECTED_PER_TRIAL = 10  # at most this many specs rejected before training per trial of the budget
+
+
+class _TrainedBudget:
+    """Stops ``optimize`` after ``n`` trials that were not rejected before training (over a cost constraint), or
+    after ``REJECTED_PER_TRIAL × n`` rejections (a space almost entirely over the limits ends, it does not spin)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.trained, self.rejected = n, 0, 0
+
+    def __call__(self, study: optuna.Study, ft: FrozenTrial) -> None:
+        if "rejected" in ft.user_attrs:
+            self.rejected += 1
+        else:
+            self.trained += 1
+        if self.trained >= self.n or self.rejected >= REJECTED_PER_TRIAL * self.n:
+            study.stop()
 
 
 def derived_seed(seed: int, n_trials: int) -> int:
@@ -392,14 +421,15 @@ class OptunaBackend(Backend):
             storage=self._store,
             sampler=self.sampler(),
             pruner=self.pruner(),
-            direction=self.experiment.direction,
+            directions=self.experiment.directions,
             load_if_exists=True,
         )
-        have = self.study.direction.name.lower()
-        if have != self.experiment.direction:
+        have = [d.name.lower() for d in self.study.directions]
+        if have != self.experiment.directions:
             raise UserError(
-                f"study {name!r} in {self._storage_url} was created to {have}, but the experiment "
-                f"asks to {self.experiment.direction}; use another name or storage"
+                f"study {name!r} in {self._storage_url} was created to {' and '.join(have)}, but the experiment "
+                f"asks to {' and '.join(self.experiment.directions)} ({', '.join(self.experiment.objectives)}); "
+                "use another name or storage"
             )
         self._trials_before = len(self.study.get_trials(deepcopy=False))
         if self._trials_before:
@@ -433,7 +463,7 @@ class OptunaBackend(Backend):
     ) -> None:
         assert self.study is not None
 
-        def objective(trial: optuna.Trial) -> float:
+        def objective(trial: optuna.Trial) -> float | list[float]:
             try:
                 return fn(_Handle(trial), on_start=on_trial_start)
             except TrialPruned:
@@ -446,9 +476,11 @@ class OptunaBackend(Backend):
                 raise
 
         callbacks = [lambda study, ft: on_trial_end(trial_record(ft))] if on_trial_end else []
+        if self.experiment.objective["constraints"]:  # a rejected spec cost nothing: it does not use the budget
+            callbacks.append(_TrainedBudget(n_trials))
         self.study.optimize(
             objective,
-            n_trials=n_trials,
+            n_trials=None if self.experiment.objective["constraints"] else n_trials,
             timeout=timeout_s,
             catch=(Exception,),
             callbacks=callbacks,
@@ -536,12 +568,15 @@ class OptunaBackend(Backend):
         }
         if len(complete) >= 2:
             plots["param_importances.png"] = vm.plot_param_importances
+        target: dict[str, Any] = {}
+        if self.experiment.multi_objective:  # Optuna's plots need one target: the first objective (the metric)
+            target = {"target": lambda t: t.values[0], "target_name": self.experiment.objective["metric"]}
         out = {}
         for name, fn in plots.items():
             try:
                 with warnings.catch_warnings():  # "few trials per regime", "no artists for legend"
                     warnings.simplefilter("ignore")
-                    ax = fn(self.study)
+                    ax = fn(self.study, **target)
             except (ValueError, RuntimeError, ZeroDivisionError):  # too few distinct trials for this plot
                 continue
             ax = ax[0] if hasattr(ax, "__len__") and not hasattr(ax, "figure") else ax

@@ -30,6 +30,13 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
         help="one bundle with the mean probability of the K best distinct trials of the experiment's sweep, or "
         "(folds) of one kfold/loso trial's fold models",
     )
+    p.add_argument(
+        "--trial",
+        type=int,
+        metavar="N",
+        default=None,
+        help="the experiment's trial N instead of its best (any point of a Pareto front: `ape-nas best`)",
+    )
     tracking_uri_arg(p, "the workdir's")
     p.add_argument("--model-name", default=None, help="registered model name (default: ape-nas-<experiment>)")
     p.add_argument("--no-register", action="store_true", help="do not register the bundle in the MLflow registry")

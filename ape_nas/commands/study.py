@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ape_nas.commands.common import Command, backend_arg, console, set_args, workdir_args
 from ape_nas.errors import UserError
 
-STATES = ("complete", "pruned", "failed", "running", "interrupted")
+STATES = ("complete", "pruned", "rejected", "failed", "running", "interrupted")
 
 
 def study_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,10 +84,16 @@ def run_status(args: argparse.Namespace) -> int:
             "best": best.to_dict() if best else None,
             "trials": [r.to_dict() for r in records],
         }
+        if exp.multi_objective:
+            payload.update(_front_payload(exp, comparable(records, attrs)))
         print(json.dumps(payload, indent=2, default=str))
         return 0
     out = console()
     out.print(summary_table(records, exp.direction, exp.objective["metric"], limit=10_000))
+    if exp.multi_objective:
+        from ape_nas.commands.sweep import print_front
+
+        print_front(out, exp, comparable(records, attrs))
     out.print(f"study {exp.name} · {backend.storage_label} · MLflow {hide_password(str(attrs.get('tracking_uri')))}")
     return 0
 
@@ -107,6 +114,8 @@ def run_best(args: argparse.Namespace) -> int:
     best = best_of(comparable(records, backend.attrs()), exp.direction)
     if best is None:
         raise UserError(f"study {exp.name!r} has no complete trial yet")
+    if exp.multi_objective:
+        return _best_front(args, exp, comparable(records, backend.attrs()))
     spec = TrialSpec.from_dict(best.attrs["spec"])
     if args.json:
         print(
@@ -141,6 +150,40 @@ def run_best(args: argparse.Namespace) -> int:
             + (" — 95% subject-bootstrap intervals; with few test subjects ±10 points is normal" if ci else "")
         )
     out.print(spec.to_yaml(), highlight=False, markup=False)
+    return 0
+
+
+def _front_payload(exp: Any, records: list[Any]) -> dict[str, Any]:
+    from ape_nas import pareto
+
+    points = pareto.front(records, exp.directions)
+    return {
+        "objectives": exp.objectives,
+        "directions": exp.directions,
+        "constraints": exp.objective["constraints"],
+        "pareto_front": pareto.payload(points, exp.objectives, exp.objective["metric"]),
+    }
+
+
+def _best_front(args: argparse.Namespace, exp: Any, records: list[Any]) -> int:
+    """``best`` of a multi-objective study: there is no one best trial, there is the Pareto front."""
+    from ape_nas import pareto
+    from ape_nas.commands.sweep import print_front
+
+    if args.json:
+        by_number = {r.number: r for r in records}
+        payload = _front_payload(exp, records)
+        for point in payload["pareto_front"]:
+            point["spec"] = by_number[point["trial"]].attrs.get("spec")
+        print(json.dumps({"study": exp.name, **payload}, indent=2, default=str))
+        return 0
+    out = console()
+    print_front(out, exp, records)
+    points = pareto.front(records, exp.directions)
+    out.print(
+        f"{len(points)} trials on the front of {exp.name}: export any with "
+        f"`ape-nas export {args.experiment} --trial N`; `ape-nas show {args.experiment} --trial N` prints its network"
+    )
     return 0
 
 

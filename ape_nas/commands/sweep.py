@@ -40,7 +40,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     out.print(
         f"[bold]ape-nas sweep[/bold] {exp.name}: space {plan.space.name} "
         f"({', '.join(plan.space.family_names)}), {exp.budget['trials']} trials, "
-        f"objective val {exp.objective['metric']} ({exp.direction}), backend {exp.backend['name']} "
+        f"objective val {' vs '.join(exp.objectives)} ({', '.join(exp.directions)}), backend {exp.backend['name']} "
         f"{search_label(exp.backend)}"
     )
     outcome = run_sweep(plan, progress=not args.no_progress)
@@ -52,6 +52,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         noise = selection_noise_line(outcome.records, outcome.best, exp.direction)
         if noise:
             out.print(noise)
+    if exp.multi_objective:
+        print_front(out, exp, outcome.records)
     if outcome.baseline is not None and outcome.best is not None:
         out.print(baseline_comparison(outcome.baseline, outcome.best.value, exp.objective["metric"], exp.direction))
     out.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
@@ -62,6 +64,20 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         out.print(f"[yellow]{LINE}[/yellow]")
         return exit_code()
     return 0
+
+
+def print_front(out: Any, exp: Any, records: list[Any]) -> None:
+    """The Pareto front of a multi-objective study (``best`` above is its most accurate point)."""
+    from ape_nas import pareto
+    from ape_nas.progress import pareto_table
+    from ape_nas.sweep import comparable
+
+    points = pareto.front(comparable(records, {}), exp.directions)
+    out.print(pareto_table(points, exp.objectives, exp.objective["metric"]))
+    rejected = sum(r.state == "rejected" for r in records)
+    if rejected:
+        limits = ", ".join(exp.objective["constraints"])
+        out.print(f"{rejected} sampled specs were over {limits}: rejected before training")
 
 
 def search_label(backend: dict[str, Any]) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ape_nas.errors import UnknownNameError, UserError
-from ape_nas.metrics import DIRECTIONS, SELECTIONS
+from ape_nas.metrics import CONSTRAINTS, COST_METRICS, DIRECTIONS, SELECTIONS
 from ape_nas.schema import Field, check_mapping, describe, is_kind, unknown_key_error
-from ape_nas.search_names import BACKENDS, PRUNERS, SAMPLERS, SCHEDULERS
+from ape_nas.search_names import BACKENDS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, SCHEDULERS
 from ape_nas.spec import TRAINING_DEFAULTS
 from ape_nas.yamlio import Document, KeyPath, dotted, load_yaml, parse_assignment
 
@@ -95,6 +95,14 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "direction": Field(str, None, nullable=True, choices=("maximize", "minimize"), doc="default: metric's"),
         "selection": Field(str, "mean", choices=SELECTIONS, doc="multi-fold score: mean, or mean - k·SE"),
         "se_multiple": Field(float, 1.0, low=0.0, doc="k of mean_minus_se"),
+        "metrics": Field(
+            list,
+            None,
+            nullable=True,
+            doc="several objectives: a validation metric, then costs (" + ", ".join(COST_METRICS) + ")",
+        ),
+        "directions": Field(list, None, nullable=True, doc="of metrics (default: each metric's own)"),
+        "constraints": Field(dict, dict, doc="cost limits, checked before training: " + ", ".join(CONSTRAINTS)),
     },
     "training": {
         "max_epochs": Field(int, 10, low=1, doc="epochs per trial at most"),
@@ -115,7 +123,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "name": Field(str, "optuna", choices=BACKENDS, doc="search backend"),
         "sampler": Field(str, "tpe", doc="sampler name"),
         "sampler_options": Field(dict, dict, doc="keyword arguments of the sampler"),
-        "pruner": Field(str, "median", doc="pruner name"),
+        "pruner": Field(str, None, nullable=True, doc="pruner name (default: median; none with several objectives)"),
         "pruner_options": Field(dict, dict, doc="keyword arguments of the pruner"),
         "storage": Field(str, None, nullable=True, doc="study storage URL (default: workdir SQLite)"),
         "scheduler": Field(str, "asha", choices=SCHEDULERS, doc="ray: trial scheduler"),
@@ -154,7 +162,21 @@ class ExperimentConfig:
 
     @property
     def direction(self) -> str:
+        """The direction of the first objective (the validation metric)."""
         return self.objective["direction"]
+
+    @property
+    def objectives(self) -> list[str]:
+        """Every objective in order: the validation metric, then the cost metrics."""
+        return [self.objective["metric"], *self.objective["costs"]]
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.direction, *(["minimize"] * len(self.objective["costs"]))]
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.objective["costs"])
 
     def base(self) -> dict[str, Any]:
         """What every TrialSpec of this experiment shares (see :meth:`ape_nas.space.Space.to_spec`)."""
@@ -297,6 +319,72 @@ def _check_protocol(doc: Document, protocol: dict[str, Any]) -> None:
     _check_kind_keys(doc, ("protocol", "inner"), protocol["inner"])
 
 
+def _raw_objective(doc: Document) -> dict[str, Any]:
+    raw = doc.data.get("objective") if isinstance(doc.data, dict) else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def _check_objectives(doc: Document, objective: dict[str, Any], *, backend: dict[str, Any], nested: bool) -> None:
+    """``metrics`` (several objectives) → ``metric`` (the first) and ``costs`` (the rest, minimised); constraints;
+    what a multi-objective search cannot do (pruning, CMA-ES, Ray, nested CV) is refused here, in one line."""
+    key: KeyPath = ("objective", "metrics")
+    metrics = objective.pop("metrics")
+    directions = objective.pop("directions")
+    objective["costs"] = []
+    if metrics is not None:
+        if not metrics:
+            raise doc.error(key, "expected a list of metric names: a validation metric first, then cost metrics")
+        for i, name in enumerate(metrics):
+            known = list(METRICS) if i == 0 else list(COST_METRICS)
+            if name not in known:
+                what = "a validation metric" if i == 0 else "a cost metric"
+                raise doc.error((*key, i), f"expected {what} ({', '.join(known)}), got {describe(name)}")
+        if "metric" in _raw_objective(doc) and objective["metric"] != metrics[0]:
+            raise doc.error(
+                ("objective", "metric"),
+                f"{objective['metric']} is not the first of objective.metrics: give one of them",
+            )
+        if len(set(metrics)) != len(metrics):
+            raise doc.error(key, "a metric repeats")
+        objective["metric"], objective["costs"] = metrics[0], list(metrics[1:])
+        natural = [METRICS[metrics[0]], *(["minimize"] * (len(metrics) - 1))]
+        if directions is not None:
+            if len(directions) != len(metrics):
+                raise doc.error(("objective", "directions"), f"expected {len(metrics)} directions, one per metric")
+            for i, (have, want) in enumerate(zip(directions, natural, strict=True)):
+                if have != want:
+                    raise doc.error(("objective", "directions", i), f"{metrics[i]} is better {want[:3]}imised")
+    elif directions is not None:
+        raise doc.error(("objective", "directions"), "directions go with objective.metrics (several objectives)")
+    for name, limit in objective["constraints"].items():
+        if name not in CONSTRAINTS:
+            raise unknown_key_error(doc, ("objective", "constraints"), name, list(CONSTRAINTS))
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
+            raise doc.error(("objective", "constraints", name), f"expected a positive number, got {describe(limit)}")
+    multi = bool(objective["costs"])
+    if backend["pruner"] is None:
+        backend["pruner"] = "none" if multi else "median"
+    if not multi:
+        if objective["constraints"] and backend["name"] == "ray":
+            raise doc.error(("objective", "constraints"), "cost constraints need backend optuna (Ray: not supported)")
+        return
+    if backend["pruner"] != "none":
+        raise doc.error(
+            ("backend", "pruner"),
+            f"{backend['pruner']}: Optuna cannot prune a trial of a multi-objective study (objective.metrics has "
+            f"{len(metrics)}); expected pruner none",
+        )
+    if backend["sampler"] in SAMPLERS and backend["sampler"] not in MULTI_OBJECTIVE_SAMPLERS:
+        raise doc.error(
+            ("backend", "sampler"),
+            f"{backend['sampler']} handles one objective; with several use {', '.join(MULTI_OBJECTIVE_SAMPLERS)}",
+        )
+    if backend["name"] == "ray":
+        raise doc.error(key, "several objectives need backend optuna (the Ray backend searches one objective)")
+    if nested:
+        raise doc.error(key, "several objectives: nested CV refits one best trial per fold, a front has many")
+
+
 def parse_experiment(doc: Document, catalog: BenchmarkCatalog) -> ExperimentConfig:
     """Validate a loaded experiment document; ``data.params`` are checked against ``catalog``."""
     top = check_mapping(doc, (), doc.data, TOP)
@@ -309,6 +397,7 @@ def parse_experiment(doc: Document, catalog: BenchmarkCatalog) -> ExperimentConf
     _check_benchmark_params(doc, data, catalog)
     _resolve_data_paths(doc, data, catalog)
     data["quality"] = check_mapping(doc, ("data", "quality"), data["quality"], QUALITY)
+    _check_objectives(doc, objective, backend=sections["backend"], nested=protocol["kind"] == "nested")
     natural = METRICS[objective["metric"]]
     if objective["direction"] is None:
         objective["direction"] = natural

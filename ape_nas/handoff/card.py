@@ -259,6 +259,17 @@ def limitation_values(data: dict[str, Any], prep: dict[str, Any]) -> dict[str, s
     }
 
 
+def cost_line(cost: dict[str, Any] | None) -> str:
+    """The network's measured cost per window (``metrics.json`` ``cost``; bundles from before it: not measured)."""
+    if not cost:
+        return "not measured (bundle exported before ape-nas measured costs)"
+    return (
+        f"{cost['macs']:,} multiply-accumulates per window, {cost['params']:,} parameters, batch-1 latency "
+        f"{cost['latency_ms']:.3f} ms (onnxruntime, 1 thread, this CPU), peak activation memory "
+        f"{cost['peak_memory_mb']:.2f} MB (batch 1)"
+    )
+
+
 def check_values(info: dict[str, Any], checks: dict[str, Any], lat: dict[str, Any]) -> dict[str, str]:
     one, default = lat["1_thread"], lat["default_threads"]
     return {
@@ -356,6 +367,7 @@ def card_values(info: dict[str, Any], prep: dict[str, Any], metrics: dict[str, A
         "model_line": model_line(info, spec),
         "trained": trained_line(info, spec, metric),
         "parameters": f"{metrics['parameters']:,}",
+        "cost_line": cost_line(metrics.get("cost")),
         "n_classes": str(len(names)),
         "classes": ", ".join(names),
         "input_name": prep["input"]["name"],

@@ -98,7 +98,8 @@ def export_onnx(
 
     Tries in order: the torch.export-based exporter with dynamic batch and time; the TorchScript-based exporter
     with dynamic batch and time (deprecated in PyTorch but still shipped; the torch.export one specialises the
-    time axis of ceil-mode/padded max-pools); the torch.export-based exporter with a dynamic batch only. Which one
+    time axis of ceil-mode/padded max-pools); the torch.export-based exporter with a dynamic batch only. A network
+    with a recurrent layer (GRU/LSTM) tries the TorchScript-based exporter first. Which one
     worked, and why the others did not, is recorded. Whether the file really accepts other lengths is checked
     afterwards with onnxruntime (:func:`check_lengths`).
     """
@@ -146,6 +147,10 @@ def export_onnx(
         ("TorchScript-based exporter, dynamic batch and time", legacy),
         ("torch.export (dynamo), dynamic batch", lambda: dynamo({0: dyn})),
     ]
+    if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+        # torch.export unrolls a GRU/LSTM over every time step before it gives up (minutes on long windows); the
+        # TorchScript-based exporter writes one GRU/LSTM node with a dynamic time axis
+        plans = [plans[1], plans[0], plans[2]]
     for name, fn in plans:
         path.unlink(missing_ok=True)
         try:

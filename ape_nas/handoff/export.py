@@ -123,6 +123,14 @@ def member_scores(plan: Plan, scores: SplitScores, k: int) -> tuple[list[dict[st
     return records, float(np.abs(scores.p_test - np.mean(probs, axis=0)).max())
 
 
+def network_cost(net: Any, X: Any, features: Any = None) -> dict[str, Any]:
+    """The exported network's cost on one window (:func:`ape_nas.cost.measure`), for ``metrics.json`` and the card."""
+    from ape_nas.cost import measure
+
+    n_features = int(features.shape[1]) if features is not None else 0
+    return measure(net, int(X.shape[1]), int(X.shape[2]), n_features=n_features).to_dict()
+
+
 def export_bundle(
     target: str,
     out: str | Path,
@@ -136,11 +144,13 @@ def export_bundle(
     progress: Callable[[str], None] | None = None,
     final: bool | None = None,
     ensemble: str | int | None = None,
+    trial: int | None = None,
 ) -> ExportResult:
     """Export the model of a trial run (or of an experiment's best trial) into the bundle folder ``out``.
 
     ``final``: refit on every non-test subject (None: for cross-validated trials). ``ensemble``: ``"folds"`` (the
     trial's fold models) or K (the experiment's K best distinct trials): one bundle with their mean probability.
+    ``trial``: the experiment's trial of that number instead of its best (e.g. a point of a Pareto front).
     ``progress`` is told each step as it starts (the CLI shows it on a status line)."""
     step = progress or (lambda _text: None)
     out, workdir = Path(out), Path(workdir)
@@ -157,6 +167,7 @@ def export_bundle(
         tracking_uri=tracking_uri,
         overrides=overrides,
         top=ensemble if isinstance(ensemble, int) else None,
+        trial=trial,
     )
     store = TrialStore(source.tracking_uri)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,11 +198,14 @@ def export_bundle(
         stage.mkdir()
         conv = convert(model, scores.X_test, scores.p_test, stage, latency_runs, step, features=scores.F_test)
         n_params = int(sum(p.numel() for p in model.net.parameters()))
+        step("measuring the network's cost (MACs, latency, peak activation memory)")
+        cost = network_cost(model.net, scores.X_test, scores.F_test)
         prep = preprocessing_json(
             trial.spec.data, {**trial.ckpt, "hrv_transform": hybrid.get("hrv_transform")}, conv.dynamic_time
         )
         step("subject-bootstrap intervals of the test metrics")
         metrics = metrics_record(plan, ws, scores, conv, n_params, members, gap)
+        metrics["cost"] = cost
         info = bundle_record(source, plan, conv, prep["channels"], n_params)
         records = {B.PREPROCESSING: prep, B.METRICS: metrics, B.INFO: info}
         B.write_bundle(stage, out, records, render_card(info, prep, metrics))
@@ -265,6 +279,7 @@ def cli_export(args: Any) -> int:
             progress=lambda text: status.update(f"export: {text}"),
             final=getattr(args, "final", None),
             ensemble=getattr(args, "ensemble", None),
+            trial=getattr(args, "trial", None),
         )
     info = result.info
     console.print(f"[bold]exported[/bold] {info['title']} ← {info['source']['how']} (run {result.run_id})")

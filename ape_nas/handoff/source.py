@@ -33,9 +33,10 @@ def resolve_source(
     tracking_uri: str | None = None,
     overrides: list[str] | None = None,
     top: int | None = None,
+    trial: int | None = None,
 ) -> Source:
     """``target`` is an experiment file (→ the best trial of its sweep; ``top``: its ``top`` best distinct
-    trials) or an MLflow run id.
+    trials; ``trial``: its trial of that number, e.g. a point of a Pareto front) or an MLflow run id.
 
     The store is ``tracking_uri``, else the work directory's default store."""
     from ape_nas.tracking import default_tracking_uri
@@ -43,7 +44,13 @@ def resolve_source(
     uri = tracking_uri or default_tracking_uri(Path(workdir))
     path = Path(target)
     if path.is_file() or path.suffix in (".yaml", ".yml"):
+        if trial is not None:
+            if top is not None:
+                raise UserError(f"--trial {trial} with --ensemble {top}: choose one trial or the K best, not both")
+            return numbered_trial_source(path, uri, overrides, trial)
         return best_trial_source(path, uri, overrides, top)
+    if trial is not None:
+        raise UserError(f"--trial {trial}: give the experiment file (its trial {trial}), not a run id")
     if not RUN_ID_RE.match(target):
         raise UserError(
             f"{target}: neither an experiment file nor an MLflow run id (32 hex digits, e.g. from `ape-nas status`)"
@@ -116,3 +123,25 @@ def best_trial_source(
     value = best.metrics["score"]
     how = f"best trial {best.number} of study {exp.name} (val {exp.objective['metric']} {value:.4f})"
     return Source(tracking_uri, best.run_id, how, parent_run_id=parent.run_id)
+
+
+def numbered_trial_source(path: Path, tracking_uri: str, overrides: list[str] | None, number: int) -> Source:
+    """Trial ``number`` of the experiment's sweep (any complete trial: e.g. a point of its Pareto front)."""
+    from ape_nas.experiments import load_experiment
+    from ape_nas.tracking import TrialStore
+
+    exp = load_experiment(path, overrides)
+    store = TrialStore(tracking_uri)
+    parent = store.sweep_parent(exp.name)
+    if parent is None:
+        raise UserError(f"no sweep of experiment {exp.name!r} in {tracking_uri}: run `ape-nas sweep {path}` first")
+    run = store.trial_by_number(exp.name, number)
+    if run is None or run.state != "complete":
+        state = "no run" if run is None else f"state {run.state}"
+        raise UserError(
+            f"--trial {number}: study {exp.name!r} has no complete trial {number} in {tracking_uri} ({state}; a "
+            "trial that repeated an earlier spec has no run of its own: give that trial's number)"
+        )
+    score = run.metrics.get("score")
+    value = f" (val {exp.objective['metric']} {score:.4f})" if score is not None else ""
+    return Source(tracking_uri, run.run_id, f"trial {number} of study {exp.name}{value}", parent_run_id=parent.run_id)

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 from torch import nn
 
 from ape_nas.errors import UnknownNameError, UserError
+from ape_nas.spec import TrialSpec
 
 
 @dataclass(frozen=True)
@@ -113,3 +115,22 @@ def build_model(name: str, in_channels: int, num_classes: int, *, n_features: in
 def arch_defaults() -> dict[str, dict[str, Any]]:
     """Every family's architecture defaults: ``{family: {argument: default}}`` (for :meth:`Space.sample`)."""
     return {name: dict(family.arch_defaults) for name, family in sorted(_FAMILIES.items())}
+
+
+def canonical_arch(name: str, arch: dict[str, Any]) -> dict[str, Any]:
+    """The family's canonical form of ``arch`` (a family whose networks can be described in several ways, such as
+    ``searched1d``'s genomes, defines ``canonical_arch``); other families' arguments are already canonical."""
+    family = get_family(name)
+    canonical = getattr(family.cls, "canonical_arch", None)
+    if canonical is None:
+        return dict(arch)
+    try:
+        return canonical(arch)
+    except ValueError as exc:
+        raise InvalidArchError(f"model family {name!r}: {exc}") from None
+
+
+def canonical_spec(spec: TrialSpec) -> TrialSpec:
+    """``spec`` with its architecture in the family's canonical form: equal networks get equal digests."""
+    arch = canonical_arch(spec.model, spec.arch)
+    return spec if arch == spec.arch else dataclasses.replace(spec, arch=arch)

@@ -16,6 +16,7 @@ BEST_RUN_TAG = "best_run_id"  # on the parent run: the study's best trial run wh
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for nested runs
 COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own tag, shown as "Source" in its UI
 RUN_ID_ATTR = "mlflow_run_id"  # study/trial user attributes (backends) that point into the store
+CONSTRAINTS_ATTR = "constraints"  # trial user attr: each cost constraint's value - limit (> 0: violated)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
 STORE_FILE = "mlflow.db"  # the default store of a work directory
@@ -38,11 +39,12 @@ def nested_experiment(study: str) -> str:
 RUN_STATUS = {
     "complete": "FINISHED",
     "pruned": "FINISHED",
+    "rejected": "FINISHED",  # over a cost constraint, never trained
     "failed": "FAILED",
     "running": "RUNNING",
     "interrupted": "KILLED",
 }
-NAMED_STATES = ("pruned", "failed")  # shown in the run name at close: `trial-0003 (pruned)`
+NAMED_STATES = ("pruned", "rejected", "failed")  # shown in the run name at close: `trial-0003 (pruned)`
 
 
 def strip_state(run_name: str) -> str:

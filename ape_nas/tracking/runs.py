@@ -180,14 +180,15 @@ class SweepTracker:
 
     @contextmanager
     def trial(self, number: int, spec: TrialSpec, extra_tags: dict[str, Any] | None = None) -> Iterator[TrialRun]:
-        """Context for one trial run: ends complete, pruned (on ``TrialPruned``) or failed (any other error)."""
-        from ape_nas.reporting import TrialPruned
+        """Context for one trial run: ends complete, pruned (on ``TrialPruned``), rejected (``TrialRejected``:
+        over a cost constraint, never trained) or failed (any other error)."""
+        from ape_nas.reporting import TrialPruned, TrialRejected
 
         run = self.start_trial(number, spec, extra_tags)
         try:
             yield run
         except TrialPruned as exc:
-            run.close("pruned", str(exc))
+            run.close("rejected" if isinstance(exc, TrialRejected) else "pruned", str(exc))
             raise
         except BaseException as exc:
             from ape_nas.interrupts import Interrupted
