@@ -168,12 +168,15 @@ def test_timeout_stops_starting_new_trials(tmp_path: Path, capsys: pytest.Captur
 
 def test_models_and_spaces_commands_list_the_registry_and_files(capsys: pytest.CaptureFixture[str]):
     from ape_nas.models import get_family, list_models
+    from ape_nas.models.ops import OPS, op_params
 
     assert main(["models", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)
     assert set(models) == set(list_models())
     for name, info in models.items():
         assert info["arch"] == json.loads(json.dumps(get_family(name).arch_defaults))
+    assert set(models["searched1d"]["operations"]) == set(OPS)
+    assert models["searched1d"]["operations"]["tcn"]["params"]["dilation"] == op_params("tcn")["dilation"]
     assert main(["spaces", "--dir", str(ROOT / "search_spaces"), "--json"]) == 0
     spaces = json.loads(capsys.readouterr().out)
     assert set(spaces) == {p.stem for p in (ROOT / "search_spaces").glob("*.yaml")}

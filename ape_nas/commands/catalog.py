@@ -16,16 +16,14 @@ def models_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     from ape_nas.models import get_family, list_models
+    from ape_nas.models.ops import OPS, op_params
 
     families = [get_family(n) for n in list_models()]
+    ops = {name: {"description": _first_line(cls.__doc__), "params": op_params(name)} for name, cls in OPS.items()}
     if args.json:
-        print(
-            json.dumps(
-                {f.name: {"description": f.description, "arch": f.arch_defaults} for f in families},
-                indent=2,
-                default=str,
-            )
-        )
+        out = {f.name: {"description": f.description, "arch": f.arch_defaults} for f in families}
+        out["searched1d"]["operations"] = ops  # the registry its genome's blocks choose from
+        print(json.dumps(out, indent=2, default=str))
         return 0
     from rich.table import Table
 
@@ -35,7 +33,17 @@ def run_models(args: argparse.Namespace) -> int:
     for f in families:
         table.add_row(f.name, f.description, ", ".join(f"{k}={v!r}" for k, v in f.arch_defaults.items()))
     console().print(table)
+    ops_table = Table(title="operations of searched1d blocks (models/ops/)")
+    for col in ("op", "description", "parameters (defaults)"):
+        ops_table.add_column(col)
+    for name, op in ops.items():
+        ops_table.add_row(name, op["description"], ", ".join(f"{k}={v!r}" for k, v in op["params"].items()) or "—")
+    console().print(ops_table)
     return 0
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
 
 
 def spaces_arguments(p: argparse.ArgumentParser) -> None:
