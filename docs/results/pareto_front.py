@@ -9,8 +9,9 @@
 
 Reads the finished study (trials, their measured cost, the front = Optuna's ``best_trials``) and the sweep's
 parent MLflow run (the HRV baselines on the same folds), and, with ``--bundle`` and ``--evaluation``, the
-exported point's ``bundle.json``/``metrics.json`` and the ``evaluation.json`` that ``ape-nas evaluate`` wrote. The plot is the one the
-sweep logs to MLflow (``plots/pareto.png``), the HRV baseline's validation score as the reference line.
+exported point's ``bundle.json``/``metrics.json`` and the ``evaluation.json`` that ``ape-nas evaluate`` wrote.
+The plot is the one the sweep logs to MLflow (``plots/pareto.png``), the HRV baseline's validation score as the
+reference line.
 ``tests/test_readme.py`` checks the README's figures against the JSON file.
 """
 
@@ -100,6 +101,7 @@ def main() -> None:
     ap.add_argument("--evaluation", default=None, help="the evaluation.json `ape-nas evaluate BUNDLE` wrote")
     args = ap.parse_args()
     stem = Path(args.experiment).stem
+    measured = provenance()  # before this script writes its files
     result, records, exp = summarise(args.experiment, Path(args.workdir))
     if args.bundle and args.evaluation:
         result["exported_point"] = exported(Path(args.bundle), Path(args.evaluation), exp.objective["metric"])
@@ -108,7 +110,7 @@ def main() -> None:
     fig = pareto.figure(records, exp.objectives, exp.directions, baseline=result["hrv_baseline"]["val"], title=exp.name)
     fig.savefig(HERE / f"{stem}.png", dpi=110)
     out = HERE / f"{stem}.json"
-    out.write_text(json.dumps({**result, "measured": provenance()}, indent=2, default=str) + "\n")
+    out.write_text(json.dumps({**result, "measured": measured}, indent=2, default=str) + "\n")
     print(f"wrote {out} and {stem}.png")
 
 
