@@ -1,9 +1,10 @@
 """Search efficiency: does a model-based sampler find good networks sooner than random search on the same budget?
 
-    python benchmarks/search_efficiency.py [--trials 16] [--repeats 3]
+    python benchmarks/search_efficiency.py [--trials 24] [--repeats 5]
 
-Every search is a real ``ape-nas`` sweep (the quickstart experiment, made small: 24 simulated subjects, 3 epochs)
-in its own work directory, seeded, repeated ``--repeats`` times with different seeds; time is wall-clock seconds
+Every search is a real ``ape-nas`` sweep of the quickstart experiment, made small
+(64 simulated subjects: 32 train, 16 validation, 16 test; 4 epochs at most) in its own work directory, seeded,
+repeated ``--repeats`` times with different seeds; time is wall-clock seconds
 since the search's first trial started (sequential trials on this machine).
 
 1. One objective (val f1_macro): TPE with the median pruner against random search without pruning. Per repeat,
@@ -30,11 +31,10 @@ from ape_nas.sweep import prepare_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
-    "data.params.subjects=24",
-    "data.params.minutes_per_state=0.5",
-    "protocol.test_subjects=6",
-    "protocol.val_subjects=6",
-    "training.max_epochs=3",
+    "data.params.subjects=64",
+    "protocol.test_subjects=16",
+    "protocol.val_subjects=16",
+    "training.max_epochs=4",
     "training.patience=2",
     "budget.timeout_s=null",
 ]
@@ -117,8 +117,8 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--trials", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     seeds = [101 + 17 * r for r in range(args.repeats)]
