@@ -34,6 +34,7 @@ from _report import provenance  # noqa: E402  (benchmarks/ is not a package)
 def summarise(experiment: str, workdir: Path) -> tuple[dict[str, Any], list[Any], Any]:
     """The study's front and counts (plain data), its records and its experiment (for the plot)."""
     from ape_nas import pareto
+    from ape_nas.stats import indistinguishable
     from ape_nas.sweep import comparable, load_status
     from ape_nas.tracking import PARENT_RUN_ATTR, TrialStore
 
@@ -51,9 +52,17 @@ def summarise(experiment: str, workdir: Path) -> tuple[dict[str, Any], list[Any]
         point["fold_scores"] = r.attrs.get("fold_scores")
         point["test_ci"] = (r.attrs.get("test_ci") or {}).get(metric)
         point["arch"] = (r.attrs.get("spec") or {}).get("arch")
+    top = points[0] if points else None
+    others = {
+        r.number: r.attrs["fold_scores"]
+        for r in records
+        if r.state == "complete" and top is not None and r.number != top.number and r.attrs.get("fold_scores")
+    }
+    tied = indistinguishable(top.attrs["fold_scores"], others, exp.direction) if top is not None else []
     return (
         {
             "experiment": experiment,
+            "indistinguishable_from_most_accurate": {"tied": len(tied), "of": len(others)},
             "objectives": exp.objectives,
             "directions": exp.directions,
             "constraints": exp.objective["constraints"],
