@@ -110,6 +110,7 @@ class Figure:
 
 QS, SP = "docs/results/quickstart.json", "docs/results/stress_predict.json"
 SPN, NC = "docs/results/stress_predict_nested.json", "benchmarks/results/nested_cost.json"
+PF = "docs/results/stress_predict_pareto.json"
 TO, CL, CS = (
     "benchmarks/results/trial_overhead.json",
     "benchmarks/results/cli_startup.json",
@@ -123,6 +124,7 @@ COMMANDS_OF = {
     CS: "python benchmarks/cache_speed.py",
     SPN: "python docs/results/nested_scores.py experiments/stress_predict_nested.yaml",
     NC: "python benchmarks/nested_cost.py",
+    PF: "python docs/results/pareto_front.py experiments/stress_predict_pareto.yaml --workdir W --bundle B ...",
 }
 NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
 # the three rows of the Stress-Predict table: README row label → the keys of its three columns in stress_predict.json
@@ -247,6 +249,93 @@ FIGURES += [
     Figure("nested cost ratio", rf"nested search vs plain sweep [^|]*\| {NUM}×", NC, "ratio"),
     Figure("nested fixed cost per fold", rf"fixed cost per outer fold {NUM} s", NC, "fixed_per_fold_s"),
     Figure("plain fixed cost", rf"s \(plain sweep {NUM} s\)", NC, "plain_fixed_s"),
+]
+
+
+# the Pareto table: one row per front point (trial number first, in the results file's front order); columns
+# val | latency | parameters | MACs (thousands) | test [low, high]
+_PF_COLUMNS = (
+    ("val", lambda p: p["values"]["balanced_accuracy"]),
+    ("latency", lambda p: p["values"]["latency_ms"]),
+    ("params", lambda p: p["cost"]["params"]),
+    ("kMACs", lambda p: p["cost"]["macs"] / 1000),
+    ("test", lambda p: p["test_balanced_accuracy"]),
+    ("test low", lambda p: p["test_ci"][0]),
+    ("test high", lambda p: p["test_ci"][1]),
+)
+_PF_CELLS = (r"[\d.]+", r"[\d.]+", r"[\d,]+", r"[\d,]+k", r"[\d.]+ \[[\d.]+, [\d.]+\]")
+_PF_TEST = (rf"{NUM} \[[\d.]+, [\d.]+\]", rf"[\d.]+ \[{NUM}, [\d.]+\]", rf"[\d.]+ \[[\d.]+, {NUM}\]")
+
+
+def _pareto_figures() -> list[Figure]:
+    path = ROOT / PF
+    front = json.loads(path.read_text())["front"] if path.is_file() else []
+    out = []
+    for k, point in enumerate(front):
+        for c, (name, read) in enumerate(_PF_COLUMNS):
+            cells = list(_PF_CELLS)
+            if c < 4:
+                cells[c] = NUM if c < 2 else (r"([\d,]+)" if c == 2 else r"([\d,]+)k")
+            else:
+                cells[4] = _PF_TEST[c - 4]
+            pattern = rf"\| {point['trial']} \| " + r" \| ".join(cells) + r" \|"
+            out.append(
+                Figure(f"pareto trial {point['trial']} {name}", pattern, PF, lambda d, k=k, r=read: r(d["front"][k]))
+            )
+    return out
+
+
+FIGURES += [
+    *_pareto_figures(),
+    Figure("pareto minutes", rf"\(Pareto\) {NUM} min of trials", PF, lambda d: d["trial_seconds_total"] / 60),
+    Figure("pareto date", rf"min of trials on 2 CPU cores, measured {DATE}", PF, lambda d: d["measured"]["date"][:10]),
+    Figure("pareto HRV val", rf"same folds scores val {NUM} \(test", PF, "hrv_baseline.val"),
+    Figure("pareto HRV test", rf"same folds scores val [\d.]+ \(test {NUM}\)", PF, "hrv_baseline.test"),
+    Figure(
+        "pareto HRV subjnorm val", rf"z-scored per subject val {NUM} \(test", PF, "hrv_baseline.subject_normalised_val"
+    ),
+    Figure(
+        "pareto HRV subjnorm test",
+        rf"z-scored per subject val [\d.]+ \(test {NUM}\)",
+        PF,
+        "hrv_baseline.subject_normalised_test",
+    ),
+    Figure(
+        "pareto tied",
+        r"(\d+) of the \d+ other trials are statistically",
+        PF,
+        "indistinguishable_from_most_accurate.tied",
+    ),
+    Figure(
+        "pareto tied of",
+        r"\d+ of the (\d+) other trials are statistically",
+        PF,
+        "indistinguishable_from_most_accurate.of",
+    ),
+    Figure(
+        "pareto largest network",
+        r"the largest sampled network had ([\d,]+) parameters",
+        PF,
+        lambda d: max(t["cost"]["params"] for t in d["all_trials"]),
+    ),
+    Figure(
+        "pareto export latency", rf"ms during the search and {NUM} ms at export", PF, "exported_point.cost.latency_ms"
+    ),
+    Figure(
+        "pareto evaluate",
+        rf"test subjects gives balanced accuracy {NUM} over",
+        PF,
+        "exported_point.evaluate.balanced_accuracy",
+    ),
+    Figure(
+        "pareto evaluate windows",
+        r"balanced accuracy [\d.]+ over ([\d,]+) windows",
+        PF,
+        "exported_point.evaluate.windows",
+    ),
+    Figure(
+        "pareto card = evaluate", rf"test subjects gives balanced accuracy {NUM} over", PF, "exported_point.card_test"
+    ),
 ]
 
 
