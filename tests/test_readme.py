@@ -111,6 +111,7 @@ class Figure:
 QS, SP = "docs/results/quickstart.json", "docs/results/stress_predict.json"
 SPN, NC = "docs/results/stress_predict_nested.json", "benchmarks/results/nested_cost.json"
 PF = "docs/results/stress_predict_pareto.json"
+CO, SE = "benchmarks/results/cost_overhead.json", "benchmarks/results/search_efficiency.json"
 TO, CL, CS = (
     "benchmarks/results/trial_overhead.json",
     "benchmarks/results/cli_startup.json",
@@ -124,6 +125,8 @@ COMMANDS_OF = {
     CS: "python benchmarks/cache_speed.py",
     SPN: "python docs/results/nested_scores.py experiments/stress_predict_nested.yaml",
     NC: "python benchmarks/nested_cost.py",
+    CO: "python benchmarks/cost_overhead.py",
+    SE: "python benchmarks/search_efficiency.py",
     PF: "python docs/results/pareto_front.py experiments/stress_predict_pareto.yaml --workdir W --bundle B ...",
 }
 NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
@@ -335,6 +338,34 @@ FIGURES += [
     ),
     Figure(
         "pareto card = evaluate", rf"test subjects gives balanced accuracy {NUM} over", PF, "exported_point.card_test"
+    ),
+]
+
+
+_REACH = "single_objective.seconds_to_reach_target"
+FIGURES += [
+    Figure(
+        "cost latency ratio", rf"the latency part at most {NUM}% of a trial", CO, lambda d: 100 * d["max_latency_ratio"]
+    ),
+    Figure("cost measure ratio", rf"the whole measurement at most {NUM}%", CO, lambda d: 100 * d["max_measure_ratio"]),
+    Figure("cost cold", rf"the first measurement in a process {NUM} s more", CO, "cold_measure_s.total"),
+    Figure("TPE reach", rf"best val macro-F1 in {NUM} ±", SE, f"{_REACH}.tpe+median.mean"),
+    Figure("TPE reach sd", rf"best val macro-F1 in [\d.]+ ± {NUM} s", SE, f"{_REACH}.tpe+median.sd"),
+    Figure("random reach", rf"random search in {NUM} ±", SE, f"{_REACH}.random.mean"),
+    Figure("random reach sd", rf"random search in [\d.]+ ± {NUM} s", SE, f"{_REACH}.random.sd"),
+    Figure(
+        "TPE pruned min", r"TPE pruned (\d+)–", SE, lambda d: min(d["single_objective"]["pruned_trials"]["tpe+median"])
+    ),
+    Figure(
+        "TPE pruned max",
+        r"TPE pruned \d+–(\d+) of",
+        SE,
+        lambda d: max(d["single_objective"]["pruned_trials"]["tpe+median"]),
+    ),
+    *(
+        Figure(f"hypervolume {name} {part}", pattern, SE, f"multi_objective.final_hypervolume.{name}.{part}")
+        for name, label in (("nsga2", "NSGA-II"), ("tpe", "multi-objective TPE"), ("random", "random"))
+        for part, pattern in (("mean", rf"{label} {NUM} ±"), ("sd", rf"{label} [\d.]+ ± {NUM}"))
     ),
 ]
 
