@@ -91,8 +91,10 @@ class SweepProgress:
             f"{self.metric} {fmt(record.value)}  {fmt(record.duration_s, 1)} s  "
             f"{record.model}{note}"
         )
-        self._progress.update(
-            self._task, advance=1, description=f"last: trial {record.number} {record.state} · {self._best_text()}"
+        self._progress.update(  # a rejected spec does not use the budget the bar counts
+            self._task,
+            advance=0 if record.state == "rejected" else 1,
+            description=f"last: trial {record.number} {record.state} · {self._best_text()}",
         )
 
 

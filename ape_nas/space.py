@@ -8,6 +8,12 @@ File format (``search_spaces/*.yaml``)::
         depth: {type: int, low: 2, high: 5}
         width: {type: categorical, choices: [16, 32, 64]}
         dropout: 0.1              # a plain value is fixed
+      searched1d:                 # a list argument built element by element: `repeat` (count) and `each`
+        stages:
+          repeat: {type: int, low: 1, high: 3}
+          each:
+            width: {type: categorical, choices: [8, 16]}
+            blocks: {repeat: {type: int, low: 0, high: 2}, each: {op: {type: categorical, choices: [conv, gru]}}}
     optim:
       lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
       batch_size: {type: categorical, choices: [32, 64]}
@@ -19,6 +25,8 @@ File format (``search_spaces/*.yaml``)::
       time_warp: {p: 0.5, max_stretch: {type: float, low: 0.05, high: 0.2}}
       jitter: {sigma: 0.05}
 
+A repeat's backend names are positional (``searched1d.stages.n``, ``searched1d.stages.0.width``,
+``searched1d.stages.0.blocks.1.op``): parameters of an element exist only when the element does (define-by-run).
 Parameter names seen by the backend are ``model``, ``<family>.<arch param>``, ``optim.<name>``,
 ``data.<key>`` and ``augment.<name>.<option>``, so two families never share a distribution. A channel set is
 suggested by its label (``bvp+bvp_ibi``: backends take scalar choices only) and lands in the spec as the list.
