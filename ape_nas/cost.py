@@ -9,8 +9,9 @@ are :data:`CONSTRAINTS` (``params_max`` …), checked by :func:`violations`.
   products, attention, recurrent layers; element-wise work is not counted).
 * ``latency_ms``: the network exported to ONNX at the fixed shape ``(1, channels, length)`` (TorchScript-based
   exporter: 0.03–0.3 s a network here; the torch.export one takes 1–50 s, so it is only the fallback) and run by
-  onnxruntime with 1 intra-op and 1 inter-op thread: the fastest of :data:`LATENCY_SESSIONS` fresh sessions'
-  medians, each over ``latency_runs / LATENCY_SESSIONS`` runs after ``warmup`` runs (:func:`ort_latency_ms`).
+  onnxruntime with 1 intra-op and 1 inter-op thread: median of ``latency_runs`` runs after ``warmup`` runs
+  (:func:`ort_latency_ms`; on a shared machine the figure of a sub-millisecond network varies by 8-27% between
+  measurements: ``benchmarks/latency_repeatability.py``).
 * ``peak_memory_mb``: the most MiB (2**20 bytes) of tensor storages that the forward produced and that were alive
   at the same time (a ``TorchDispatchMode`` follows every op's output storages until they are freed). Parameters,
   buffers and the input are not counted, nor scratch memory an op allocates and frees inside itself: under
@@ -43,7 +44,7 @@ from ape_nas.metrics import CONSTRAINTS, COST_METRICS
 from ape_nas.models.summary import count_params, evaluating, example_inputs, human, module_flops
 
 OPSET = 18
-LATENCY_SESSIONS = 5  # fresh onnxruntime sessions per latency measurement (the fastest median counts)
+LATENCY_SESSIONS = 1  # fresh onnxruntime sessions per measurement (the fastest median counts); more did not help here
 MIB = 2**20
 INPUT_NAMES = ("x", "hrv_features")  # the exported graph's inputs: the window [, its HRV features]
 
@@ -221,9 +222,9 @@ def ort_latency_ms(
     thread, sequential): the fastest of ``sessions`` fresh sessions' medians, each over ``runs / sessions`` runs
     after ``warmup`` runs.
 
-    Why several sessions: one session's median is steady within the session, but a new session of the same
-    graph can land in a slower state (memory placement), up to 1.5× on this machine; the minimum over a few
-    sessions is the repeatable figure (``benchmarks/latency_repeatability.py`` measures both)."""
+    One session is the default: ``benchmarks/latency_repeatability.py`` found the fastest of 5 sessions no more
+    repeatable on this shared 2-core machine (the spread comes from the machine's state over time, 8-27%
+    coefficient of variation for sub-millisecond networks with either method)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -268,7 +269,7 @@ def measure_timed(
     length: int,
     *,
     n_features: int = 0,
-    latency_runs: int = 50,
+    latency_runs: int = 30,
     warmup: int = 5,
 ) -> tuple[Cost, dict[str, float]]:
     """:func:`measure`, and the seconds each part took: ``params``, ``macs``, ``memory``, ``export`` (ONNX),
@@ -303,7 +304,7 @@ def measure(
     length: int,
     *,
     n_features: int = 0,
-    latency_runs: int = 50,
+    latency_runs: int = 30,
     warmup: int = 5,
 ) -> Cost:
     """The :class:`Cost` of ``net`` for one ``(1, in_channels, length)`` window (and ``(1, n_features)`` HRV

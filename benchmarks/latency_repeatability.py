@@ -4,8 +4,8 @@
 
 For a few networks of the Stress-Predict front (searched1d genomes, one 960-sample BVP window) and a quickstart
 CNN, the ONNX graph is measured ``--repeats`` times with each method, all runs interleaved in one process:
-``one_session`` (the figure until this benchmark: the median of 30 runs of one session) and ``min_of_sessions``
-(what ``ape_nas.cost.ort_latency_ms`` does now: the fastest of 5 fresh sessions' medians of 10 runs each, 50 runs).
+``one_session`` (what ``ape_nas.cost.ort_latency_ms`` does: the median of 30 runs of one session) and
+``min_of_sessions`` (a candidate: the fastest of 5 fresh sessions' medians of 10 runs each, 50 runs).
 Reported per network and method: the coefficient of variation over repeats and max/min: the spread a Pareto
 front's latency ordering inherits.
 """
