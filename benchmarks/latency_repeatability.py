@@ -1,13 +1,13 @@
 """How repeatable is a trial's latency figure? One session's median against the fastest of several sessions'.
 
-    python benchmarks/latency_repeatability.py [--repeats 12]
+    python benchmarks/latency_repeatability.py [--repeats 20] [--rounds 4]
 
 For a few networks of the Stress-Predict front (searched1d genomes, one 960-sample BVP window) and a quickstart
 CNN, the ONNX graph is measured ``--repeats`` times with each method, all runs interleaved in one process:
 ``one_session`` (what ``ape_nas.cost.ort_latency_ms`` does: the median of 30 runs of one session) and
 ``min_of_sessions`` (a candidate: the fastest of 5 fresh sessions' medians of 10 runs each, 50 runs).
-Reported per network and method: the coefficient of variation over repeats and max/min: the spread a Pareto
-front's latency ordering inherits.
+Reported per round, network and method: the coefficient of variation over repeats and max/min (the spread a
+Pareto front's latency ordering inherits), and over all rounds how often each method was the steadier one.
 """
 
 from __future__ import annotations
@@ -70,12 +70,8 @@ def spread(values: list[float]) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--repeats", type=int, default=12)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    result: dict[str, Any] = {"repeats": args.repeats, "methods": METHODS, "networks": {}}
+def one_round(repeats: int) -> dict[str, dict[str, dict[str, float]]]:
+    out = {}
     for label, (family, channels, length, arch) in NETWORKS.items():
         net = build_model(family, channels, 2, **arch).eval()
         inputs = cost.example_inputs(net, channels, length, 0)
@@ -83,10 +79,35 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "net.onnx"
             cost.export_fixed(net, inputs, path)
-            for _ in range(args.repeats):  # interleaved: both methods see the same machine states
+            for _ in range(repeats):  # interleaved: both methods see the same machine states
                 for method, kw in METHODS.items():
                     values[method].append(cost.ort_latency_ms(path, inputs, kw["runs"], 5, kw["sessions"]))
-        result["networks"][label] = {m: spread(v) for m, v in values.items()}
+        out[label] = {m: spread(v) for m, v in values.items()}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rounds = [one_round(args.repeats) for _ in range(args.rounds)]
+    pairs = [(r[n]["one_session"]["cv"], r[n]["min_of_sessions"]["cv"]) for r in rounds for n in NETWORKS]
+    result: dict[str, Any] = {
+        "repeats": args.repeats,
+        "methods": METHODS,
+        "steadier": {
+            "one_session": sum(a < b for a, b in pairs),
+            "min_of_sessions": sum(b < a for a, b in pairs),
+            "of": len(pairs),
+        },
+        "median_cv": {
+            "one_session": round(statistics.median(a for a, _ in pairs), 3),
+            "min_of_sessions": round(statistics.median(b for _, b in pairs), 3),
+        },
+        "rounds": rounds,
+    }
     report("latency_repeatability", result)
 
 
