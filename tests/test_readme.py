@@ -112,6 +112,7 @@ QS, SP = "docs/results/quickstart.json", "docs/results/stress_predict.json"
 SPN, NC = "docs/results/stress_predict_nested.json", "benchmarks/results/nested_cost.json"
 PF = "docs/results/stress_predict_pareto.json"
 CO, SE = "benchmarks/results/cost_overhead.json", "benchmarks/results/search_efficiency.json"
+LR = "benchmarks/results/latency_repeatability.json"
 TO, CL, CS = (
     "benchmarks/results/trial_overhead.json",
     "benchmarks/results/cli_startup.json",
@@ -127,6 +128,7 @@ COMMANDS_OF = {
     NC: "python benchmarks/nested_cost.py",
     CO: "python benchmarks/cost_overhead.py",
     SE: "python benchmarks/search_efficiency.py",
+    LR: "python benchmarks/latency_repeatability.py",
     PF: "python docs/results/pareto_front.py experiments/stress_predict_pareto.yaml --workdir W --bundle B ...",
 }
 NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
@@ -349,6 +351,10 @@ FIGURES += [
     ),
     Figure("cost measure ratio", rf"the whole measurement at most {NUM}%", CO, lambda d: 100 * d["max_measure_ratio"]),
     Figure("cost cold", rf"the first measurement in a process {NUM} s more", CO, "cold_measure_s.total"),
+    Figure("latency cv one", rf"variation {NUM}% for one session", LR, lambda d: 100 * d["median_cv"]["one_session"]),
+    Figure("latency cv min", rf"runs, {NUM}% for the fastest", LR, lambda d: 100 * d["median_cv"]["min_of_sessions"]),
+    Figure("latency steadier", r"\(steadier in (\d+) of", LR, "steadier.min_of_sessions"),
+    Figure("latency steadier of", r"\(steadier in \d+ of (\d+) cases", LR, "steadier.of"),
     Figure("TPE reach", rf"best val macro-F1 in {NUM} ±", SE, f"{_REACH}.tpe+median.mean"),
     Figure("TPE reach sd", rf"best val macro-F1 in [\d.]+ ± {NUM} s", SE, f"{_REACH}.tpe+median.sd"),
     Figure("random reach", rf"random search in {NUM} ±", SE, f"{_REACH}.random.mean"),
