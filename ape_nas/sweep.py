@@ -566,9 +566,9 @@ def run_trials(
         best = best_of(comparable(records, backend.attrs()), exp.direction)
         running = shared and any(r.state == "running" for r in records)
         status = None if running else ("FAILED" if error is not None else "")
-        _finish_parent(tracker, backend, records, best, exp.objective["metric"], time.time() - t0, interrupted, status)
-        if exp.multi_objective and tracker.parent is not None:
+        if exp.multi_objective and tracker.parent is not None:  # before the parent run ends
             log_front(tracker.parent, exp, comparable(records, backend.attrs()), session.baseline)
+        _finish_parent(tracker, backend, records, best, exp.objective["metric"], time.time() - t0, interrupted, status)
     except BaseException:
         if error is None:
             raise
