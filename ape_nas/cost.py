@@ -40,8 +40,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ape_nas.metrics import CONSTRAINTS, COST_METRICS
-from ape_nas.models.summary import count_params, evaluating, example_inputs, human, module_flops
+from ape_nas.metrics import CONSTRAINTS, COST_METRICS, human
+from ape_nas.models.summary import count_params, evaluating, example_inputs, module_flops
 
 OPSET = 18
 LATENCY_SESSIONS = 1  # fresh onnxruntime sessions per measurement (the fastest median counts); more did not help here

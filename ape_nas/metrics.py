@@ -26,6 +26,14 @@ SELECTIONS: tuple[str, ...] = ("mean", "mean_minus_se")
 """How a multi-fold trial's score is made from its fold scores (``objective.selection``; see ape_nas.stats)."""
 
 
+def human(n: float) -> str:
+    """A count as people read it: ``1234567`` → ``1.23M`` (k, M, G); ``314`` → ``314``."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:g}"
+
+
 def _auroc_ovr(y_true: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC of ``scores`` for ``positive`` (Mann–Whitney with mid-ranks = trapezoidal ROC with ties).
 

@@ -214,10 +214,9 @@ def cost_text(name: str, value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "—"
     if name in ("params", "macs"):
-        for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-            if value >= size:
-                return f"{value / size:.3g}{unit}"
-        return f"{value:.0f}"
+        from ape_nas.metrics import human
+
+        return human(value)
     return f"{value:.3g}"
 
 

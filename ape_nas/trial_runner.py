@@ -75,10 +75,7 @@ class TrialRunner:
             measured = Cost.from_dict(cost)
             over = violations(measured, self.constraints)
             handle.set_attr(CONSTRAINTS_ATTR, list(over.values()))
-            constrain = getattr(handle, "set_constraint", None)  # Optuna's: samplers learn the feasible region
-            if constrain is not None:
-                for key, value in over.items():
-                    constrain(key, value)
+            _set_constraints(handle, over)
             reason = describe_violations(measured, self.constraints)
             if reason:
                 handle.set_attr("rejected", reason)
@@ -110,10 +107,8 @@ class TrialRunner:
             for key in (*keys, CONSTRAINTS_ATTR):
                 if key in twin.attrs:
                     handle.set_attr(key, twin.attrs[key])
-            constrain = getattr(handle, "set_constraint", None)
-            if constrain is not None and self.constraints and CONSTRAINTS_ATTR in twin.attrs:
-                for key, value in zip(self.constraints, twin.attrs[CONSTRAINTS_ATTR], strict=False):
-                    constrain(key, value)
+            if self.constraints and CONSTRAINTS_ATTR in twin.attrs:
+                _set_constraints(handle, dict(zip(self.constraints, twin.attrs[CONSTRAINTS_ATTR], strict=False)))
             return twin.values if len(twin.values) > 1 else float(twin.values[0])
         tags = {"ape_nas.study": self.study or self.experiment_name}
         if self.data_fingerprint:  # the study's windows; the trial's own (its spec.data) are tagged data_fingerprint
@@ -129,3 +124,12 @@ class TrialRunner:
             handle.set_attr("test_ci", result.test_ci)
             handle.set_attr("fold_scores", result.fold_scores)
             return self.values(result.score, result.cost)
+
+
+def _set_constraints(handle: TrialHandle, values: dict[str, float]) -> None:
+    """Each constraint's value (<= 0 feasible) to a backend that takes them (Optuna's ``set_constraint``: its
+    samplers learn the feasible region, ``best_trials`` keeps feasible trials)."""
+    constrain = getattr(handle, "set_constraint", None)
+    if constrain is not None:
+        for key, value in values.items():
+            constrain(key, value)

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ape_nas.metrics import human
+
 aten = torch.ops.aten
 
 Shape = Sequence[int]
@@ -173,14 +175,6 @@ def _module_macs(net: nn.Module, flops: dict[str, int], calls: dict[int, int]) -
 
     visit("", net)
     return out
-
-
-def human(n: float) -> str:
-    """``1234567`` → ``1.23M`` (k, M, G)."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"
 
 
 def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
