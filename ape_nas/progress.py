@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ape_nas.backends.base import TrialRecord
 from ape_nas.console import make_console
+from ape_nas.metrics import COST_METRICS, human
 
 _STYLE = {
     "complete": "green",
@@ -214,15 +215,13 @@ def cost_text(name: str, value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "—"
     if name in ("params", "macs"):
-        from ape_nas.metrics import human
-
         return human(value)
     return f"{value:.3g}"
 
 
 def pareto_table(points: Sequence[TrialRecord], objectives: Sequence[str], metric: str) -> Table:
     """The Pareto front: per point the trial, every objective, the other measured costs and the test score."""
-    costs = ("params", "macs", "latency_ms", "peak_memory_mb")
+    costs = COST_METRICS
     table = Table(title=f"Pareto front ({len(points)} trials: val {' vs '.join(objectives)})")
     columns = ["trial", f"val {objectives[0]}", *costs, TEST_HEADER.format(metric=metric), "model", "MLflow run"]
     for col in columns:

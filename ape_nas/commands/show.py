@@ -6,8 +6,6 @@ import argparse
 
 from ape_nas.commands.common import Command, console, set_args, tracking_uri_arg, workdir_arg
 
-COSTS = ("params", "macs", "latency_ms", "peak_memory_mb")
-
 
 def show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="MLflow run id of a trial, or an experiment YAML file (its best trial, or --trial N)")
@@ -22,6 +20,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     from ape_nas.errors import UserError
     from ape_nas.handoff.source import resolve_source
+    from ape_nas.metrics import COST_METRICS
     from ape_nas.progress import cost_text
     from ape_nas.tracking import TrialStore
 
@@ -47,7 +46,7 @@ def run_show(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]{source.how}[/bold] · MLflow run {run.run_id} · `{spec.model}`")
     out.print(table, highlight=False, markup=False)
-    cost = {name: run.metrics.get(f"cost_{name}") for name in COSTS}
+    cost = {name: run.metrics.get(f"cost_{name}") for name in COST_METRICS}
     out.print("measured cost per window: " + ", ".join(f"{name} {cost_text(name, v)}" for name, v in cost.items()))
     return 0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ape_nas.errors import UserError
 
@@ -88,9 +88,8 @@ def ranked_trials(store: TrialStore, parent: RunView) -> list[RunView]:
     return distinct
 
 
-def best_trial_source(
-    path: Path, tracking_uri: str, overrides: list[str] | None = None, top: int | None = None
-) -> Source:
+def _sweep(path: Path, tracking_uri: str, overrides: list[str] | None) -> tuple[Any, TrialStore, RunView]:
+    """The experiment, the store and its sweep's parent run (none: one UserError line)."""
     from ape_nas.experiments import load_experiment
     from ape_nas.tracking import TrialStore
 
@@ -102,6 +101,13 @@ def best_trial_source(
             f"no sweep of experiment {exp.name!r} in {tracking_uri}: run `ape-nas sweep {path}` first, or give "
             "the --workdir / --tracking-uri the sweep used"
         )
+    return exp, store, parent
+
+
+def best_trial_source(
+    path: Path, tracking_uri: str, overrides: list[str] | None = None, top: int | None = None
+) -> Source:
+    exp, store, parent = _sweep(path, tracking_uri, overrides)
     if top is not None:
         ranked = ranked_trials(store, parent)
         if top > len(ranked):
@@ -127,14 +133,7 @@ def best_trial_source(
 
 def numbered_trial_source(path: Path, tracking_uri: str, overrides: list[str] | None, number: int) -> Source:
     """Trial ``number`` of the experiment's sweep (any complete trial: e.g. a point of its Pareto front)."""
-    from ape_nas.experiments import load_experiment
-    from ape_nas.tracking import TrialStore
-
-    exp = load_experiment(path, overrides)
-    store = TrialStore(tracking_uri)
-    parent = store.sweep_parent(exp.name)
-    if parent is None:
-        raise UserError(f"no sweep of experiment {exp.name!r} in {tracking_uri}: run `ape-nas sweep {path}` first")
+    exp, store, parent = _sweep(path, tracking_uri, overrides)
     run = store.trial_by_number(exp.name, number)
     if run is None or run.state != "complete":
         state = "no run" if run is None else f"state {run.state}"
