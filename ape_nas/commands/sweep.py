@@ -53,7 +53,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         if noise:
             out.print(noise)
     if exp.multi_objective:
-        print_front(out, exp, outcome.records)
+        from ape_nas.sweep import comparable
+
+        print_front(out, exp, comparable(outcome.records, {}))  # trials on the latest trials' data
     if outcome.baseline is not None and outcome.best is not None:
         out.print(baseline_comparison(outcome.baseline, outcome.best.value, exp.objective["metric"], exp.direction))
     out.print(f"new trials this run: {len(outcome.new_trials)}  ·  study: {outcome.storage}")
@@ -67,12 +69,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def print_front(out: Any, exp: Any, records: list[Any]) -> None:
-    """The Pareto front of a multi-objective study (``best`` above is its most accurate point)."""
+    """The Pareto front of a multi-objective study's ``records`` (those on the study's data: ``sweep.comparable``;
+    ``best`` above is its most accurate point)."""
     from ape_nas import pareto
     from ape_nas.progress import pareto_table
-    from ape_nas.sweep import comparable
 
-    points = pareto.front(comparable(records, {}), exp.directions)
+    points = pareto.front(records, exp.directions)
     out.print(pareto_table(points, exp.objectives, exp.objective["metric"]))
     rejected = sum(r.state == "rejected" for r in records)
     if rejected:
