@@ -16,6 +16,8 @@ from ape_nas.commands.reproduce import REPRODUCE
 from ape_nas.commands.show import SHOW
 from ape_nas.commands.study import BEST, STATUS
 from ape_nas.commands.sweep import SWEEP, WORKER
+from ape_nas.commands.synth import SYNTH
+from ape_nas.commands.transfer import TRANSFER
 from ape_nas.commands.ui import UI
 from ape_nas.errors import UserError
 
@@ -33,7 +35,9 @@ COMMANDS: tuple[Command, ...] = (
     EXPORT,
     PREDICT,
     EVALUATE,
+    TRANSFER,
     DATA,
+    SYNTH,
 )
 
 

@@ -124,6 +124,10 @@ Ground truth in ``SubjectRecording.meta``: ``baseline_hr`` (resting HR parameter
 peaks), ``state_mean_hr`` / ``state_rmssd_ms`` (measured from the generated beats in the labelled part of each
 state), ``state_targets`` (per-state HR, breathing rate, RSA and LF amplitude after reactivity scaling),
 ``morphology``, ``ptt_s`` and ``mains``.
+
+:func:`simulate` is one subject before any signal is rendered (physiology, session, breathing, beats, labels, ground
+truth and the untouched ECG/PPG random streams); ``ape-nas synth`` (:mod:`ape_nas.data.cohort`) renders it at other
+rates, with motion artefacts and a wrist device's beat gaps.
 """
 
 from __future__ import annotations
@@ -690,8 +694,35 @@ def _ground_truth(
     }
 
 
-def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
-    fs, states, noise = p["fs"], p["states"], p["noise"]
+@dataclass(frozen=True)
+class Simulation:
+    """One subject's simulated physiology before any signal is rendered (also used by :mod:`ape_nas.data.cohort`).
+
+    ``t`` is the padded time grid at ``fs`` (``pad`` samples either side of the ``n`` session samples); the beats,
+    breathing and session blocks live on it. ``r_ecg`` and ``r_ppg`` are the untouched random streams of the ECG
+    and the PPG; ``seeds`` (children 0-4 spawned) can spawn further independent streams.
+    """
+
+    index: int
+    fs: float
+    n: int
+    pad: int
+    t: np.ndarray
+    phys: _Physiology
+    session: _Session
+    breathing: _Breathing
+    beats: _Beats
+    labels: np.ndarray
+    segments: dict[str, list[tuple[float, float]]]
+    meta: dict[str, Any]  # the ground truth (:func:`_ground_truth`)
+    r_ecg: np.random.Generator
+    r_ppg: np.random.Generator
+    seeds: np.random.SeedSequence
+
+
+def simulate(index: int, p: dict[str, Any]) -> Simulation:
+    """Subject ``index``'s physiology, session, beats, labels and ground truth for checked parameters ``p``."""
+    fs, states = p["fs"], p["states"]
     block = round(p["minutes_per_state"] * 60.0 * fs)  # samples per block
     n = block * len(states)
     ss = np.random.SeedSequence([p["seed"], index])
@@ -703,21 +734,28 @@ def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
     t = (np.arange(n + 2 * pad) - pad) / fs  # padded time grid, so edge beats are complete
     br = _breathing(r_rr, t, fs, ses, phys.rhythm)
     beats = _beats(r_rr, t, fs, _heart_period(r_rr, t, fs, ses, phys.rhythm, br), br.resp)
-    ecg = _ecg(r_ecg, beats, t, fs, phys.morph)
-    if noise > 0:
-        _add_ecg_noise(ecg, r_ecg, t, fs, phys.noise, br.resp, noise)
-    signals = {"ecg": ecg[pad : pad + n].astype(np.float32)}
-    if p["ppg"]:
-        signals["ppg"] = _ppg(r_ppg, beats, br, t, fs, ses, phys, noise)[pad : pad + n].astype(np.float32)
     labels, segments = _labels(ses.order, states, block, fs)
     meta = _ground_truth(phys, ses, beats, segments, n, fs)
+    return Simulation(index, fs, n, pad, t, phys, ses, br, beats, labels, segments, meta, r_ecg, r_ppg, ss)
+
+
+def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
+    sim = simulate(index, p)
+    fs, n, pad, t, noise, phys = sim.fs, sim.n, sim.pad, sim.t, p["noise"], sim.phys
+    ecg = _ecg(sim.r_ecg, sim.beats, t, fs, phys.morph)
+    if noise > 0:
+        _add_ecg_noise(ecg, sim.r_ecg, t, fs, phys.noise, sim.breathing.resp, noise)
+    signals = {"ecg": ecg[pad : pad + n].astype(np.float32)}
+    if p["ppg"]:
+        ppg = _ppg(sim.r_ppg, sim.beats, sim.breathing, t, fs, sim.session, phys, noise)
+        signals["ppg"] = ppg[pad : pad + n].astype(np.float32)
     return SubjectRecording(
         subject=f"S{index + 1:02d}",
         signals=signals,
         rates=dict.fromkeys(signals, fs),
-        labels=labels,
+        labels=sim.labels,
         label_rate=fs,
-        meta=meta,
+        meta=sim.meta,
     )
 
 
