@@ -122,7 +122,14 @@ def test_every_method_protocol_and_k_is_reported(full_run: dict[str, Any]) -> No
         iv = row["balanced_accuracy"]
         assert 0.0 <= iv["low"] <= iv["point"] <= iv["high"] <= 1.0
         assert row["repeats"] == 2 and row["test_windows"] > 0
-        assert iv["n_subjects"] == (6 if row["protocol"] == "personalise" else 4)
+        tested = {
+            s
+            for e in res["episodes"]
+            if e["protocol"] == row["protocol"] and e["k"] == row["k"]
+            for s in e["test_subjects"]
+        }
+        assert iv["n_subjects"] == len(tested) == (6 if row["protocol"] == "personalise" else len(tested))
+        assert sorted(row["per_subject"]) == sorted(tested)
     params = {r["method"]: r["trained_parameters"] for r in res["results"]}
     assert params["source"] == 0
     assert params["head"] < params["weighting"] < params["weighting+shift"] < params["finetune"]

@@ -103,6 +103,12 @@ def commit_state() -> str | None:
     return f"{commit}+uncommitted" if commit and dirty.strip() else commit
 
 
+def torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
 def payload(source: Any, target: Any, req: Request, rows: list[dict[str, Any]], outcomes: list[Any]) -> dict[str, Any]:
     import os
 
@@ -110,12 +116,12 @@ def payload(source: Any, target: Any, req: Request, rows: list[dict[str, Any]], 
 
     return {
         "format": RESULT_FORMAT,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "commit": commit_state(),
-        "machine": {
-            "platform": platform.platform(),
+        "measured": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": commit_state(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
+            "torch_threads": torch_threads(),
         },
         "versions": versions(),
         "source": source.describe(),
