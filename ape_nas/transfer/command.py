@@ -109,20 +109,32 @@ def torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def payload(source: Any, target: Any, req: Request, rows: list[dict[str, Any]], outcomes: list[Any]) -> dict[str, Any]:
+def provenance() -> dict[str, Any]:
+    """Date, commit and machine of the run, taken when it starts (edits made while it runs do not count)."""
     import os
 
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit_state(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch_threads(),
+    }
+
+
+def payload(
+    measured: dict[str, Any],
+    source: Any,
+    target: Any,
+    req: Request,
+    rows: list[dict[str, Any]],
+    outcomes: list[Any],
+) -> dict[str, Any]:
     from ape_nas.handoff.manifest import versions
 
     return {
         "format": RESULT_FORMAT,
-        "measured": {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "commit": commit_state(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "processor": platform.processor() or platform.machine(),
-            "torch_threads": torch_threads(),
-        },
+        "measured": measured,
         "versions": versions(),
         "source": source.describe(),
         "target": {
@@ -181,6 +193,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     from ape_nas.yamlio import parse_assignments
 
     req = parse_request(args)
+    measured = provenance()
     err = make_console(stderr=True)
     with err.status("transfer: reading the source") as status:
         source = load_source(
@@ -221,7 +234,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     k_classes = len(target.class_names)
     rows = results_table(outcomes, k_classes)
     title = f"transfer of {source.spec.model} ({source.kind} {source.where}) to {target.data}"
-    record = payload(source, target, req, rows, outcomes)
+    record = payload(measured, source, target, req, rows, outcomes)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     js = results / "transfer.json"
