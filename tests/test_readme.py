@@ -376,6 +376,67 @@ FIGURES += [
 ]
 
 
+# the transfer tables (issue 12): one per source; a row per method — `| <source>: `method` | trained parameters |
+# personalise K=1 | K=5 | K=20 | new-population K=1 | K=5 | K=20 |`, each cell `point [low, high]`
+TR = {
+    "Stress-Predict": "docs/results/transfer/stress_predict/transfer.json",
+    "generated": "docs/results/transfer/synth_pretrained/transfer.json",
+}
+COMMANDS_OF.update(dict.fromkeys(TR.values(), "bash docs/results/transfer.sh"))
+_TR_CELLS = tuple((p, k) for p in ("personalise", "new-population") for k in (1, 5, 20))
+_TR_PARTS = ("point", "low", "high")
+
+
+def _transfer_cell(c: int, part: int) -> str:
+    cells = [r"[\d.]+ \[[\d.]+, [\d.]+\]"] * len(_TR_CELLS)
+    groups = [r"[\d.]+", r"[\d.]+", r"[\d.]+"]
+    groups[part] = NUM
+    cells[c] = rf"{groups[0]} \[{groups[1]}, {groups[2]}\]"
+    return r" \| ".join(cells)
+
+
+def _transfer_figures() -> list[Figure]:
+    out = []
+    for label, file in TR.items():
+        path = ROOT / file
+        rows = json.loads(path.read_text())["results"] if path.is_file() else []
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        for method in methods:
+            head = rf"\| {label}: `{re.escape(method)}` \| "
+            cells = {(r["protocol"], r["k"]): r for r in rows if r["method"] == method}
+            assert set(cells) >= set(_TR_CELLS), f"{file}: {method} lacks a protocol or K of the README table"
+            out.append(
+                Figure(
+                    f"transfer {label} {method} params",
+                    head + r"([\d,]+) \|",
+                    file,
+                    lambda d, m=method: next(r for r in d["results"] if r["method"] == m)["trained_parameters"],
+                )
+            )
+            for c, (protocol, k) in enumerate(_TR_CELLS):
+                for p, part in enumerate(_TR_PARTS):
+                    out.append(
+                        Figure(
+                            f"transfer {label} {method} {protocol} K={k} {part}",
+                            head + r"[\d,]+ \| " + _transfer_cell(c, p) + r" \|",
+                            file,
+                            lambda d, m=method, pk=(protocol, k), q=part: next(
+                                r for r in d["results"] if r["method"] == m and (r["protocol"], r["k"]) == pk
+                            )["balanced_accuracy"][q],
+                        )
+                    )
+    return out
+
+
+FIGURES += [
+    *_transfer_figures(),
+    *(
+        Figure(f"transfer {label} date", rf"{label} source: measured {DATE}", f, lambda d: d["measured"]["date"][:10])
+        for label, f in TR.items()
+    ),
+]
+
+
 def _shown(value: Any, text: str) -> str:
     """``value`` written as the README writes ``text`` (same decimals; thousands separators dropped)."""
     if not isinstance(value, int | float):

@@ -28,7 +28,9 @@ METHODS = ["weighting", "weighting+shift", "head", "finetune", "bn", "scratch"]
 FAST = ["--steps", "15", "--repeats", "2"]
 
 
-def write_target(root: Path, *, channel: str = "ecg", classes: tuple[str, ...] = ("baseline", "stress")) -> Path:
+def write_target(
+    root: Path, *, channel: str = "ecg", classes: tuple[str, ...] = ("baseline", "stress"), decimate: int = 1
+) -> Path:
     """Six new simulated people (seed 99) as a generic folder data set, labels at the sample rate."""
     bench = generate(
         subjects=6, minutes_per_state=1.5, fs=128.0, states=["baseline", "stress"], cohort="typical", seed=99
@@ -37,12 +39,12 @@ def write_target(root: Path, *, channel: str = "ecg", classes: tuple[str, ...] =
     root.mkdir(parents=True)
     (root / "dataset.yaml").write_text(
         f"name: new-people\nclass_names: [{', '.join(classes)}]\nlabel_rate: {fs}\n"
-        f"channels:\n  {channel}: {{rate: {fs}, unit: mV}}\n"
+        f"channels:\n  {channel}: {{rate: {fs // decimate}, unit: mV}}\n"
     )
     rows = ["subject,start,end,label"]
     for rec in bench.subjects:
         (root / rec.subject).mkdir()
-        np.save(root / rec.subject / f"{channel}.npy", rec.signals["ecg"].astype(np.float64))
+        np.save(root / rec.subject / f"{channel}.npy", rec.signals["ecg"][::decimate].astype(np.float64))
         lab = rec.labels
         change = np.flatnonzero(np.diff(np.concatenate([[-2], lab, [-2]])))
         for a, b in itertools.pairwise(change):
@@ -259,6 +261,8 @@ def test_bad_inputs_are_one_line(world: dict[str, Any], capsys: pytest.CaptureFi
     one_line_error(capsys, cli(["transfer", *base, "--protocol", "random-windows"]), "--protocol random-windows")
     ppg = write_target(tmp_path / "ppg", channel="ppg")
     one_line_error(capsys, cli(["transfer", *base[:1], "--data", str(ppg), *base[3:]]), "no channel(s) ecg")
+    slow = write_target(tmp_path / "slow", decimate=4)  # 32 Hz: below what the source's 0.5-40 Hz band-pass needs
+    one_line_error(capsys, cli(["transfer", *base[:1], "--data", str(slow), *base[3:]]), "sampled at 32 Hz")
     one = write_target(tmp_path / "one", classes=("baseline",))
     one_line_error(capsys, cli(["transfer", *base[:1], "--data", str(one), *base[3:]]), "one class only")
     altered = tmp_path / "altered"
