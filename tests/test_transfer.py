@@ -6,7 +6,6 @@ seed) written as a generic folder data set, so nothing the source trained on is 
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import subprocess
@@ -31,26 +30,20 @@ FAST = ["--steps", "15", "--repeats", "2"]
 def write_target(
     root: Path, *, channel: str = "ecg", classes: tuple[str, ...] = ("baseline", "stress"), decimate: int = 1
 ) -> Path:
-    """Six new simulated people (seed 99) as a generic folder data set, labels at the sample rate."""
+    """Six new simulated people (seed 99) as a generic folder data set (``data.folder_writer``); ``classes``
+    renames the states (one name: a one-class target), ``decimate`` lowers the rate."""
+    from ape_nas.data.folder_writer import write_folder
+
     bench = generate(
         subjects=6, minutes_per_state=1.5, fs=128.0, states=["baseline", "stress"], cohort="typical", seed=99
     )
-    fs = 128
-    root.mkdir(parents=True)
-    (root / "dataset.yaml").write_text(
-        f"name: new-people\nclass_names: [{', '.join(classes)}]\nlabel_rate: {fs}\n"
-        f"channels:\n  {channel}: {{rate: {fs // decimate}, unit: mV}}\n"
-    )
-    rows = ["subject,start,end,label"]
     for rec in bench.subjects:
-        (root / rec.subject).mkdir()
-        np.save(root / rec.subject / f"{channel}.npy", rec.signals["ecg"][::decimate].astype(np.float64))
-        lab = rec.labels
-        change = np.flatnonzero(np.diff(np.concatenate([[-2], lab, [-2]])))
-        for a, b in itertools.pairwise(change):
-            if lab[a] >= 0:
-                rows.append(f"{rec.subject},{a / fs:.10g},{b / fs:.10g},{classes[min(lab[a], len(classes) - 1)]}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+        rec.signals = {channel: rec.signals["ecg"][::decimate]}
+        rec.rates = {channel: 128.0 / decimate}
+        rec.labels = np.minimum(rec.labels, len(classes) - 1) if len(classes) == 1 else rec.labels
+    bench.class_names = list(classes)
+    bench.name = "new-people"  # not the source's benchmark (`synthetic`): no subject is left out as seen
+    write_folder(bench, root)
     return root
 
 

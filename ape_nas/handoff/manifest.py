@@ -218,6 +218,19 @@ def ensemble_digest(members: list[Trial]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def conversion_checks(conv: Conversion) -> dict[str, Any]:
+    """The export checks of ``bundle.json``: ONNX and TorchScript parity, exporter, opset, other lengths."""
+    return {
+        "onnx_parity_max_abs": conv.parity,
+        "torchscript_parity_max_abs": conv.ts_parity,
+        "parity_windows": conv.windows,
+        "parity_tolerance": PARITY_TOL,
+        "dynamic_time": conv.dynamic_time,
+        "onnx_exporter": conv.onnx_info["exporter"],
+        "opset": conv.onnx_info["opset"],
+    }
+
+
 def bundle_record(source: Source, plan: Plan, conv: Conversion, channels: list[str], parameters: int) -> dict[str, Any]:
     trial = plan.trial
     spec, run = trial.spec, trial.run
@@ -259,15 +272,7 @@ def bundle_record(source: Source, plan: Plan, conv: Conversion, channels: list[s
             "parameters": parameters,
         },
         "files": {"onnx": B.MODEL_ONNX, "torchscript": B.MODEL_TS, "preprocessing": B.PREPROCESSING},
-        "checks": {
-            "onnx_parity_max_abs": conv.parity,
-            "torchscript_parity_max_abs": conv.ts_parity,
-            "parity_windows": conv.windows,
-            "parity_tolerance": PARITY_TOL,
-            "dynamic_time": conv.dynamic_time,
-            "onnx_exporter": conv.onnx_info["exporter"],
-            "opset": conv.onnx_info["opset"],
-        },
+        "checks": conversion_checks(conv),
         "latency_ms": dict(conv.latency),
         "versions": versions(),
     }

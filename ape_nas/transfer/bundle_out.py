@@ -21,8 +21,8 @@ import numpy as np
 
 from ape_nas.errors import UserError
 from ape_nas.handoff import bundle as B
-from ape_nas.handoff.convert import PARITY_TOL, Probabilities, convert, torch_probs
-from ape_nas.handoff.manifest import uncertainty, versions
+from ape_nas.handoff.convert import Probabilities, convert, torch_probs
+from ape_nas.handoff.manifest import conversion_checks, uncertainty, versions
 from ape_nas.handoff.scores import score
 from ape_nas.transfer.run import Kept, stack
 from ape_nas.transfer.source import TransferSource
@@ -151,16 +151,7 @@ def write_transfer_bundle(
             "spec": source.spec.to_dict(),
             "model": {"family": source.spec.model, "arch": source.spec.arch, "parameters": metrics["parameters"]},
             "files": {"onnx": B.MODEL_ONNX, "torchscript": B.MODEL_TS, "preprocessing": B.PREPROCESSING},
-            "checks": {
-                "fold_parity_max_abs": fold_gap,
-                "onnx_parity_max_abs": conv.parity,
-                "torchscript_parity_max_abs": conv.ts_parity,
-                "parity_windows": conv.windows,
-                "parity_tolerance": PARITY_TOL,
-                "dynamic_time": conv.dynamic_time,
-                "onnx_exporter": conv.onnx_info["exporter"],
-                "opset": conv.onnx_info["opset"],
-            },
+            "checks": {"fold_parity_max_abs": fold_gap, **conversion_checks(conv)},
             "latency_ms": dict(conv.latency),
             "versions": versions(),
         }

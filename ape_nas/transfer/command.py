@@ -204,6 +204,11 @@ def cli_transfer(args: argparse.Namespace) -> int:
         )
         status.update(f"transfer: reading and windowing {args.data}")
         target = load_target(source.bundle, args.data, parse_assignments(args.overrides), args.benchmark, req.subjects)
+    reasons: dict[str, list[str]] = {}
+    for subject, why in target.left_out.items():
+        reasons.setdefault(why, []).append(subject)
+    for why, subjects in reasons.items():
+        err.print(f"left out {len(subjects)} subject(s) of {target.reader} ({why}): {', '.join(subjects)}")
     out = check_out(args, req, len(target.subjects))
     n_targets = len(target.subjects)
     adapt = req.adapt_subjects if req.adapt_subjects is not None else max(1, n_targets // 2)
