@@ -35,14 +35,17 @@ def recordings(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(recordings(), st.integers(1, 20), st.sampled_from([None, 0.0, 5.0, 45.0]))
-def test_personal_split_never_tests_near_a_calibration_window(rec, k, gap) -> None:
+@given(recordings(), st.integers(1, 20), st.sampled_from([None, 0.0, 5.0, 45.0]), st.sampled_from([None, 0, 3, 20]))
+def test_personal_split_never_tests_near_a_calibration_window(rec, k, gap, more) -> None:
     labels, starts, window = rec
+    test_after = None if more is None else k + more  # the largest K of a run: its test windows serve every K
     try:
-        cal, test = personal_split(labels, starts, k, window, "S01", NAMES, gap)
+        cal, test = personal_split(labels, starts, k, window, "S01", NAMES, gap, test_after)
     except UserError as err:  # too few windows of a class, or nothing left after the gap: said in one line
         assert "\n" not in str(err) and "S01" in str(err)
         return
+    if test_after is not None:  # the common test set is exactly the largest K's
+        assert np.array_equal(test, personal_split(labels, starts, test_after, window, "S01", NAMES, gap)[1])
     gap_s = window if gap is None else gap
     assert len(set(cal.tolist()) & set(test.tolist())) == 0
     for c in range(2):  # the FIRST k windows of each class in time order
@@ -54,9 +57,10 @@ def test_personal_split_never_tests_near_a_calibration_window(rec, k, gap) -> No
     assert (distance >= gap_s - 1e-9).all()
     if gap_s >= window:
         assert (np.abs(starts[test][:, None] - starts[cal][None, :]) >= window - 1e-9).all()  # no shared sample
-    # every window after the gap is tested (none wasted)
-    later = np.flatnonzero(starts >= cal_end.max() + gap_s - 1e-9)
-    assert np.array_equal(np.sort(test), later)
+    # every window after the gap is tested (none wasted) when the test set is this K's own
+    if test_after is None:
+        later = np.flatnonzero(starts >= cal_end.max() + gap_s - 1e-9)
+        assert np.array_equal(np.sort(test), later)
 
 
 def test_first_k_takes_the_earliest_windows_per_class() -> None:
@@ -91,6 +95,12 @@ def test_personalise_repeats_share_windows_and_population_draws_differ() -> None
     for (episode,) in pop:
         assert not set(episode.calibration) & set(episode.test)  # a person calibrates or tests, never both
         assert set(episode.calibration) | set(episode.test) == set(subjects)
+    for k in (1, 5):  # the draw does not depend on K: a curve over K compares the same people
+        again = population_episodes(subjects, k, 4, 2, NAMES, seed=1)
+        assert [tuple(e[0].adapt_subjects) for e in again] == draws
+    common = [personalise_episodes(subjects, k, 1, 30.0, NAMES, test_after=5)[0] for k in (1, 3, 5)]
+    for by_k in zip(*common, strict=True):  # one subject's episodes for K = 1, 3, 5: one test set
+        assert all(np.array_equal(e.test[s], by_k[0].test[s]) for e in by_k for s in e.test)
     with pytest.raises(UserError, match="--adapt-subjects 6"):
         population_episodes(subjects, 3, 1, 6, NAMES, seed=1)
 

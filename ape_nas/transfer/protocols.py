@@ -4,10 +4,12 @@
   K labelled windows in time order are the calibration set; the test set is every labelled window that starts at
   least ``gap_s`` (default: one window length, since windows overlap) after the end of the last calibration
   window. Never a random sample of windows: neighbouring windows share most of their samples, so a random split
-  would test on what it calibrated on.
+  would test on what it calibrated on. When several K are compared, every K is tested on the windows after the
+  *largest* K's calibration (``test_after``): a smaller K calibrates on a prefix of those windows, so the curve
+  over K compares the same test windows.
 * ``new-population`` — a few new people: ``adapt_subjects`` target subjects lend their first K labelled windows
   per class (time order), the other target subjects are the test set (all their labelled windows). Repeats draw
-  other adaptation subjects.
+  other adaptation subjects; within a repeat every K uses the same subjects (the draw does not depend on K).
 
 Every problem a user can fix (a subject with fewer than K windows of a class, no window left after the gap, too
 few subjects) is a one-line :class:`~ape_nas.errors.UserError`.
@@ -70,17 +72,21 @@ def personal_split(
     subject: str,
     names: Sequence[str],
     gap_s: float | None = None,
+    test_after: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(calibration, test) window indices of one subject: the first ``k`` windows per class, and the windows
-    starting at least ``gap_s`` (default ``window_s``) after the last calibration window ends."""
+    starting at least ``gap_s`` (default ``window_s``) after the last calibration window ends — the calibration of
+    ``test_after`` windows per class when given (>= ``k``: the common test set of several K)."""
     gap = window_s if gap_s is None else gap_s
     cal = first_k_per_class(labels, starts_s, k, subject, names)
-    end = float(starts_s[cal].max()) + window_s
+    last = cal if test_after is None else first_k_per_class(labels, starts_s, max(k, test_after), subject, names)
+    end = float(starts_s[last].max()) + window_s
     test = np.flatnonzero(starts_s >= end + gap - 1e-9)
     if len(test) == 0:
         raise UserError(
             f"subject {subject}: no labelled window starts {gap:g} s after its calibration windows (the first "
-            f"{k} per class end at {end:g} s of the recording); choose fewer shots, or leave the subject out with "
+            f"{max(k, test_after or 0)} per class end at {end:g} s of the recording); choose fewer shots, or leave the "
+            "subject out with "
             "--subjects"
         )
     return cal, test
@@ -93,10 +99,11 @@ def personalise_episodes(
     window_s: float,
     names: Sequence[str],
     gap_s: float | None = None,
+    test_after: int | None = None,
 ) -> list[list[Episode]]:
     """Per repeat, one episode per subject (its own calibration and test windows). ``subjects``: subject →
     (labels, starts_s). The windows do not change between repeats (time order decides them), only the seed."""
-    splits = {s: personal_split(y, t, k, window_s, s, names, gap_s) for s, (y, t) in subjects.items()}
+    splits = {s: personal_split(y, t, k, window_s, s, names, gap_s, test_after) for s, (y, t) in subjects.items()}
     return [[Episode(r, {s: cal}, {s: test}) for s, (cal, test) in splits.items()] for r in range(repeats)]
 
 

@@ -73,11 +73,14 @@ def episodes_for(
     adapt_subjects: int,
     seed: int,
     gap_s: float | None,
+    test_after: int | None = None,
 ) -> list[list[Episode]]:
+    """The episodes of one protocol and K; ``test_after``: the largest K of the run (personalise tests every K on
+    the windows after that K's calibration; new-population draws the same subjects for every K)."""
     table = {s: (w.y, w.starts_s) for s, w in target.subjects.items()}
     if protocol == "personalise":
-        return personalise_episodes(table, k, repeats, window_s, target.class_names, gap_s)
-    return population_episodes(table, k, repeats, adapt_subjects, target.class_names, seed + 7919 * k)
+        return personalise_episodes(table, k, repeats, window_s, target.class_names, gap_s, test_after)
+    return population_episodes(table, k, repeats, adapt_subjects, target.class_names, seed)
 
 
 def check_episodes(
@@ -91,8 +94,9 @@ def check_episodes(
     gap_s: float | None,
 ) -> dict[tuple[str, int], list[list[Episode]]]:
     """Every episode of the run, made before any training: a subject too short for a K stops here."""
+    top = max(shots)
     return {
-        (p, k): episodes_for(p, target, k, repeats, window_s, adapt_subjects, seed, gap_s)
+        (p, k): episodes_for(p, target, k, repeats, window_s, adapt_subjects, seed, gap_s, top)
         for p in protocols
         for k in shots
     }
