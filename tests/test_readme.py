@@ -113,6 +113,7 @@ SPN, NC = "docs/results/stress_predict_nested.json", "benchmarks/results/nested_
 PF = "docs/results/stress_predict_pareto.json"
 CO, SE = "benchmarks/results/cost_overhead.json", "benchmarks/results/search_efficiency.json"
 LR = "benchmarks/results/latency_repeatability.json"
+TT = "benchmarks/results/transfer_time.json"
 TO, CL, CS = (
     "benchmarks/results/trial_overhead.json",
     "benchmarks/results/cli_startup.json",
@@ -129,6 +130,7 @@ COMMANDS_OF = {
     CO: "python benchmarks/cost_overhead.py",
     SE: "python benchmarks/search_efficiency.py",
     LR: "python benchmarks/latency_repeatability.py",
+    TT: "python benchmarks/transfer_time.py",
     PF: "python docs/results/pareto_front.py experiments/stress_predict_pareto.yaml --workdir W --bundle B ...",
 }
 NUM, DATE = r"([\d.]+)", r"(\d{4}-\d\d-\d\d)"
@@ -429,6 +431,18 @@ def _transfer_figures() -> list[Figure]:
 
 
 FIGURES += [
+    Figure(
+        "transfer weighting K=20",
+        rf"`weighting` with K = 20 per class {NUM} s",
+        TT,
+        "seconds_per_subject.weighting.k20",
+    ),
+    Figure("transfer weighting / head", rf"\(target < 10 s\), {NUM}× the linear probe", TT, "ratio_to_head.weighting"),
+    Figure("transfer head K=20", rf"\(`head` {NUM} s\)", TT, "seconds_per_subject.head.k20"),
+    *(
+        Figure(f"transfer {m} K=20", rf"`{m}` {NUM} s", TT, f"seconds_per_subject.{m}.k20")
+        for m in ("finetune", "bn", "scratch")
+    ),
     *_transfer_figures(),
     *(
         Figure(f"transfer {label} date", rf"{label} source: measured {DATE}", f, lambda d: d["measured"]["date"][:10])
