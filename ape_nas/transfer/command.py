@@ -187,7 +187,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ape_nas.console import make_console
-    from ape_nas.transfer.run import run_transfer, total_adaptations
+    from ape_nas.transfer.run import check_episodes, run_transfer, total_adaptations
     from ape_nas.transfer.source import load_source
     from ape_nas.transfer.target import load_target
     from ape_nas.yamlio import parse_assignments
@@ -204,11 +204,6 @@ def cli_transfer(args: argparse.Namespace) -> int:
         )
         status.update(f"transfer: reading and windowing {args.data}")
         target = load_target(source.bundle, args.data, parse_assignments(args.overrides), args.benchmark, req.subjects)
-    reasons: dict[str, list[str]] = {}
-    for subject, why in target.left_out.items():
-        reasons.setdefault(why, []).append(subject)
-    for why, subjects in reasons.items():
-        err.print(f"left out {len(subjects)} subject(s) of {target.reader} ({why}): {', '.join(subjects)}")
     out = check_out(args, req, len(target.subjects))
     n_targets = len(target.subjects)
     adapt = req.adapt_subjects if req.adapt_subjects is not None else max(1, n_targets // 2)
@@ -218,6 +213,13 @@ def cli_transfer(args: argparse.Namespace) -> int:
             f"({', '.join(target.subjects)})"
         )
     req.adapt_subjects = adapt
+    window_s = float(source.bundle.preprocessing["window_s"])
+    check_episodes(req.protocols, target, req.shots, req.repeats, window_s, adapt, req.seed, req.gap_s)  # one line
+    reasons: dict[str, list[str]] = {}
+    for subject, why in target.left_out.items():
+        reasons.setdefault(why, []).append(subject)
+    for why, subjects in reasons.items():
+        err.print(f"left out {len(subjects)} subject(s) of {target.reader} ({why}): {', '.join(subjects)}")
     total = total_adaptations(source, target, req.protocols, req.methods, req.shots, req.repeats)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:
