@@ -187,7 +187,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ape_nas.console import make_console
-    from ape_nas.transfer.run import check_episodes, run_transfer, total_adaptations
+    from ape_nas.transfer.run import method_names, plan_episodes, run_transfer, total_adaptations
     from ape_nas.transfer.source import load_source
     from ape_nas.transfer.target import load_target
     from ape_nas.yamlio import parse_assignments
@@ -214,26 +214,22 @@ def cli_transfer(args: argparse.Namespace) -> int:
         )
     req.adapt_subjects = adapt
     window_s = float(source.bundle.preprocessing["window_s"])
-    check_episodes(req.protocols, target, req.shots, req.repeats, window_s, adapt, req.seed, req.gap_s)  # one line
+    plan = plan_episodes(req.protocols, target, req.shots, req.repeats, window_s, adapt, req.seed, req.gap_s)
     reasons: dict[str, list[str]] = {}
     for subject, why in target.left_out.items():
         reasons.setdefault(why, []).append(subject)
     for why, subjects in reasons.items():
         err.print(f"left out {len(subjects)} subject(s) of {target.reader} ({why}): {', '.join(subjects)}")
-    total = total_adaptations(source, target, req.protocols, req.methods, req.shots, req.repeats)
+    total = total_adaptations(plan, len(method_names(source, target, req.methods)))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("adapting", total=total)
         outcomes, kept = run_transfer(
             source,
             target,
-            protocols=req.protocols,
-            methods=req.methods,
-            shots=req.shots,
-            repeats=req.repeats,
-            adapt_subjects=adapt,
+            plan,
+            req.methods,
             seed=req.seed,
-            gap_s=req.gap_s,
             steps=req.steps,
             keep=out is not None,
             progress=lambda text, n: bar.update(task, advance=n, description=text),

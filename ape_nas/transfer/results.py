@@ -33,13 +33,6 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
-def _pooled(outcome: Outcome, subjects: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    keys = subjects if subjects is not None else list(outcome.test)
-    ys = [outcome.test[s][0] for s in keys if s in outcome.test]
-    ps = [outcome.test[s][1] for s in keys if s in outcome.test]
-    return np.concatenate(ys), np.concatenate(ps)
-
-
 def repeat_groups(outcomes: list[Outcome]) -> list[list[Outcome]]:
     """The outcomes of one method and K grouped by repeat (a personalise repeat has one outcome per subject)."""
     by: dict[int, list[Outcome]] = defaultdict(list)

@@ -20,6 +20,7 @@ from ape_nas.transfer.source import TransferSource
 from ape_nas.transfer.target import TargetData
 
 SOURCE = "source"  # the un-adapted source network (target classes = source classes)
+Plan = dict[tuple[str, int], list[list[Episode]]]  # (protocol, K) → per repeat, its episodes
 
 
 @dataclass
@@ -83,7 +84,7 @@ def episodes_for(
     return population_episodes(table, k, repeats, adapt_subjects, target.class_names, seed)
 
 
-def check_episodes(
+def plan_episodes(
     protocols: Sequence[str],
     target: TargetData,
     shots: Sequence[int],
@@ -92,7 +93,7 @@ def check_episodes(
     adapt_subjects: int,
     seed: int,
     gap_s: float | None,
-) -> dict[tuple[str, int], list[list[Episode]]]:
+) -> Plan:
     """Every episode of the run, made before any training: a subject too short for a K stops here."""
     top = max(shots)
     return {
@@ -132,25 +133,25 @@ def run_episode(
     return outcome, adapted
 
 
+def method_names(source: TransferSource, target: TargetData, methods: Sequence[str]) -> list[str]:
+    """The methods a run compares: ``source`` first when the target's classes are the source's."""
+    return ([SOURCE] if source_matches(source, target) else []) + list(methods)
+
+
 def run_transfer(
     source: TransferSource,
     target: TargetData,
-    *,
-    protocols: Sequence[str],
+    plan: Plan,
     methods: Sequence[str],
-    shots: Sequence[int],
-    repeats: int,
-    adapt_subjects: int,
+    *,
     seed: int,
-    gap_s: float | None = None,
     steps: int | None = None,
     keep: bool = False,
     progress: Callable[[str, int], None] | None = None,
 ) -> tuple[list[Outcome], Kept | None]:
-    """All adaptations; ``keep``: also return the adapted network of the first episode (one method, one K)."""
-    window_s = float(source.bundle.preprocessing["window_s"])
-    plan = check_episodes(protocols, target, shots, repeats, window_s, adapt_subjects, seed, gap_s)
-    names = ([SOURCE] if source_matches(source, target) else []) + list(methods)
+    """Every method on every episode of ``plan`` (:func:`plan_episodes`); ``keep``: also return the adapted network
+    of the first episode (one method, one K)."""
+    names = method_names(source, target, methods)
     outcomes: list[Outcome] = []
     kept: Kept | None = None
     for (protocol, k), per_repeat in plan.items():
@@ -167,14 +168,6 @@ def run_transfer(
     return outcomes, kept
 
 
-def total_adaptations(
-    source: TransferSource,
-    target: TargetData,
-    protocols: Sequence[str],
-    methods: Sequence[str],
-    shots: Sequence[int],
-    repeats: int,
-) -> int:
-    names = len(methods) + (1 if source_matches(source, target) else 0)
-    per_k = sum(len(target.subjects) if p == "personalise" else 1 for p in protocols)
-    return per_k * len(shots) * repeats * names
+def total_adaptations(plan: Plan, methods: int) -> int:
+    """Adaptations a run makes: every method (``source`` included) on every episode."""
+    return methods * sum(len(episodes) for per_repeat in plan.values() for episodes in per_repeat)

@@ -83,14 +83,13 @@ def load_target(
     feature_input = hrv_input(bundle)
     cut: dict[str, tuple[Any, np.ndarray | None]] = {}
     for rec in wanted:
-        sw = window_recording(rec, bundle, labelled_only=True)
-        keep = sw.labels >= 0
-        if not keep.any():
+        sw = window_recording(rec, bundle, labelled_only=True)  # labelled windows only: every label >= 0
+        if not len(sw.labels):
             left_out[rec.subject] = "no labelled window passed the preprocessing"
             continue
-        feats = feature_input(rec, sw.starts_s[keep]) if feature_input is not None else None
+        feats = feature_input(rec, sw.starts_s) if feature_input is not None else None
         cut[rec.subject] = (sw, feats)
-    present = sorted({int(c) for sw, _ in cut.values() for c in np.unique(sw.labels[sw.labels >= 0])})
+    present = sorted({int(c) for sw, _ in cut.values() for c in np.unique(sw.labels)})
     if len(present) < 2:
         names = [bench.class_names[c] for c in present] or ["none"]
         raise UserError(
@@ -102,12 +101,11 @@ def load_target(
     out = {}
     for subject in natural_sorted(cut):
         sw, feats = cut[subject]
-        keep = sw.labels >= 0
         out[subject] = SubjectWindows(
             subject,
-            np.ascontiguousarray(sw.windows[keep], dtype=np.float32),
-            lut[sw.labels[keep]],
-            np.asarray(sw.starts_s[keep], dtype=float),
+            np.ascontiguousarray(sw.windows, dtype=np.float32),
+            lut[sw.labels],
+            np.asarray(sw.starts_s, dtype=float),
             None if feats is None else np.asarray(feats, dtype=np.float32),
         )
     if not out:
