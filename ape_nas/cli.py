@@ -11,6 +11,7 @@ import sys
 from ape_nas.commands.catalog import MODELS, SPACES
 from ape_nas.commands.common import Command
 from ape_nas.commands.data import DATA
+from ape_nas.commands.explain import EXPLAIN
 from ape_nas.commands.handoff import EVALUATE, EXPORT, PREDICT
 from ape_nas.commands.reproduce import REPRODUCE
 from ape_nas.commands.show import SHOW
@@ -36,6 +37,7 @@ COMMANDS: tuple[Command, ...] = (
     PREDICT,
     EVALUATE,
     TRANSFER,
+    EXPLAIN,
     DATA,
     SYNTH,
 )

@@ -330,6 +330,7 @@ def _fit_fold(spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter:
         raise RuntimeError(f"no finite {key} in any epoch (diverged?)")
     task.load_state_dict(monitor.best_state)
     net = task.net.cpu()
+    record_prototypes(net, ws, idx["train"])  # on the weights that are evaluated and saved
     test_probs = predict_probs(net, ws, idx["test"])
     test = evaluate(net, ws, idx["test"], "test_", probs=test_probs)
     val = {m: v for m, v in monitor.best_metrics.items() if m.startswith("val_")}
@@ -346,6 +347,15 @@ def _fit_fold(spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter:
         checkpoint=ckpt,
         test_probs=test_probs,
     )
+
+
+def record_prototypes(net: torch.nn.Module, ws: WindowSet, train: np.ndarray) -> None:
+    """A network that shows its prototypes as training segments (duck-typed ``net.project_prototypes``: the
+    part-based family, :mod:`ape_nas.models.proto`) records them now, from the training windows ``train`` as they
+    are (no augmentation; window ids are indices into ``ws``); its predictions do not change. Others: nothing."""
+    project = getattr(net, "project_prototypes", None)
+    if project is not None:
+        project(_loader(ws, train, 256, False, 0), indices=train)
 
 
 def check_accelerator(spec: TrialSpec) -> None:
@@ -456,6 +466,7 @@ def train_final(
     )
     train, test = ws.indices(split.train), ws.indices(split.test)
     net = fit(spec, ws, train, None, epochs, []).net.cpu()
+    record_prototypes(net, ws, train)
     probs = predict_probs(net, ws, test)
     metrics = evaluate(net, ws, test, "test_", probs=probs)
     subjects = ws.subject_ids(test)

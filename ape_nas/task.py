@@ -66,6 +66,9 @@ class CardiacTask(L.LightningModule):
     ``n_features``: length of the HRV feature vector of each window (batches ``(x, features, y)``), for a spec
     whose ``arch.hrv_fusion`` fuses it (:mod:`ape_nas.models.heads`, :mod:`ape_nas.features`).
 
+    A network with a ``regularisation_loss(y)`` method (labels or soft targets → scalar, from its last training
+    forward) has that term added to the training loss it is optimised on; ``train_loss`` stays the cross-entropy.
+
     After each validation epoch, :attr:`last_val` holds that epoch's ``val_*`` metrics and ``train_loss``, the
     mean training loss of the same epoch (Lightning validates before ``on_train_epoch_end``, so the loss is read
     there, not at the end of the training epoch); both are also logged to ``trainer.callback_metrics``.
@@ -102,8 +105,11 @@ class CardiacTask(L.LightningModule):
         batch = augment_batch(self.spec, batch, self.hparams["num_classes"], self.current_epoch, batch_idx)
         x, features, y = unpack(batch)
         loss = self.loss_fn(self(x, features), y)
-        self._train_loss.add(loss, len(y))
-        return loss
+        self._train_loss.add(loss, len(y))  # train_loss stays the cross-entropy alone, comparable across families
+        # a family's own training term, duck-typed: ``net.regularisation_loss(y)`` from the forward just made
+        # (protonet1d: ProtoPNet's cluster and separation costs, ape_nas.models.proto)
+        regularise = getattr(self.net, "regularisation_loss", None)
+        return loss if regularise is None else loss + regularise(y)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, features, y = unpack(batch)

@@ -5,8 +5,9 @@ change to a signal sample, a label, an R-peak index or a ground-truth value chan
 the generated data must bump :data:`ape_nas.data.synthetic.VERSION` (the cache key) and these digests together.
 
 Parameters added later whose default keeps the old output (``cohort``, issue 10: default ``"broad"``, the
-original draws) are left out of the digested ``params`` when they hold that default, so the first three digests
-still prove that the default output has not changed by one bit; the last config pins the new behaviour.
+original draws; ``cue``, ``cue_state``, ``cue_fraction``, issue 13: default ``cue="none"``, nothing planted) are
+left out of the digested ``params`` when they hold that default, so the first three digests still prove that the
+default output has not changed by one bit; the last config pins the new behaviour.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ CONFIGS: list[tuple[dict[str, Any], str]] = [
     ),
 ]
 # parameters added after the digests were recorded, with the default that reproduces the recorded output
-LATER_DEFAULTS: dict[str, Any] = {"cohort": "broad"}
+LATER_DEFAULTS: dict[str, Any] = {"cohort": "broad", "cue": "none", "cue_state": None, "cue_fraction": 0.5}
 
 
 def _plain(value: Any) -> Any:

@@ -73,7 +73,31 @@ parameter              default             meaning (allowed range)
                                            subjects leaves earlier subjects unchanged (≥ 0)
 ``cohort``             broad               how subjects' stress responses vary: ``broad`` (many weak responders)
                                            or ``typical`` (nearly all respond; see Cohorts above)
+``cue``                none                a planted, time-localised morphology cue (see Planted cue below):
+                                           ``none``, ``st_elevation`` or ``t_inversion``
+``cue_state``          null (last state)   the state whose beats carry the cue; one of ``states``
+``cue_fraction``       0.5                 share of that state's eligible beats that carry it (0 < x ≤ 1)
 =====================  ==================  =======================================================================
+
+Planted cue (``cue``; issue 13: ground truth for saliency maps)
+-----------------------------------------------------------------
+A class-specific feature whose place is known sample by sample, so that an explanation can be scored by the share
+of its saliency that falls on the planted beats. Each beat of ``cue_state`` carries the cue with probability
+``cue_fraction``, if its R peak and every sample the cue changes (ECG, and PPG even when ``ppg`` is false) lie in
+one labelled stretch of ``cue_state``; so beats in the unlabelled ``TRANSITION_S`` seconds, in other states, or
+whose change would reach into those or past the session's end never carry it. The ECG cue:
+
+* ``st_elevation``: the ST segment raised by 0.2 mV (× U(0.8, 1.2) per beat; ≥ 0.1 mV is clinically significant
+  ST elevation), a bump from the J point (end of S, ``mu_s + 2.5 sd_s``) to the T peak.
+* ``t_inversion``: the T wave turned upside down (−2 × its own amplitude × U(0.8, 1.2) over its central part), as
+  in ischaemic or strain T-wave inversion.
+
+With ``ppg``, the same beats' PPG pulses get an early reflected wave (stiff arteries: the reflection returns in late
+systole): a shoulder of 0.3 × the pulse amplitude (× U(0.8, 1.2)) at 0.6 of the way from the systolic peak to the
+diastolic wave. Every cue wave is a Gaussian cut at ± 2.5 SD and lowered to 0 there, so it is continuous and
+exactly 0 outside its span; it follows the beat's QT (ECG) or pulse timing (PPG), is added after the noise, and
+draws from its own random stream (a child of the subject's ``SeedSequence``, spawn key 100): beat times, HR, HRV,
+labels and every sample outside the spans are bit for bit those of ``cue="none"``, whose output is unchanged.
 
 Per-subject physiology (drawn from the subject's seed)
 ------------------------------------------------------
@@ -123,7 +147,11 @@ Ground truth in ``SubjectRecording.meta``: ``baseline_hr`` (resting HR parameter
 (resting breathing rate), ``reactivity``, ``block_order``, ``block_start_s``, ``r_peaks`` (int sample indices of R
 peaks), ``state_mean_hr`` / ``state_rmssd_ms`` (measured from the generated beats in the labelled part of each
 state), ``state_targets`` (per-state HR, breathing rate, RSA and LF amplitude after reactivity scaling),
-``morphology``, ``ptt_s`` and ``mains``.
+``morphology``, ``ptt_s`` and ``mains``. With a ``cue`` (never with ``cue="none"``, whose meta is unchanged) also
+``cue`` and ``cue_state`` (resolved: never null), ``cue_fraction``, ``cue_r_peaks`` (int sample indices of the R
+peaks of the beats that carry it, a subset of ``r_peaks``) and ``cue_spans_s``: a dict channel → (beats, 2) float
+array of [start, end) in seconds after the recording start of the samples each planted cue changes, one row per
+cue beat in time order (``"ecg"``, and ``"ppg"`` when ``ppg``; the spans differ per channel, the beats do not).
 
 :func:`simulate` is one subject before any signal is rendered (physiology, session, breathing, beats, labels, ground
 truth and the untouched ECG/PPG random streams); ``ape-nas synth`` (:mod:`ape_nas.data.cohort`) renders it at other
@@ -156,8 +184,12 @@ DEFAULTS: dict[str, Any] = {
     "noise": 1.0,
     "seed": 0,
     "cohort": "broad",
+    "cue": "none",
+    "cue_state": None,
+    "cue_fraction": 0.5,
 }
 COHORTS = ("broad", "typical")  # how widely the subjects' stress responses vary (see the module docstring)
+CUES = ("none", "st_elevation", "t_inversion")  # planted ECG cues (see "Planted cue" in the module docstring)
 
 
 @dataclass(frozen=True)
@@ -211,6 +243,10 @@ class UnknownStateError(SyntheticParamError):
     """An affect state name not in :data:`STATES`."""
 
 
+def _fraction(value: float) -> str | None:
+    return None if 0.0 < value <= 1.0 else f"expected a fraction in (0, 1], got {value!r}"
+
+
 FIELDS = {
     "subjects": Field(int, DEFAULTS["subjects"], low=1, high=999),
     "minutes_per_state": Field(float, DEFAULTS["minutes_per_state"], low=0.5, high=600.0, check=params.finite),
@@ -220,6 +256,9 @@ FIELDS = {
     "noise": Field(float, DEFAULTS["noise"], low=0.0, high=100.0, check=params.finite),
     "seed": Field(int, DEFAULTS["seed"], low=0, high=2**63 - 1),
     "cohort": Field(str, DEFAULTS["cohort"], choices=COHORTS),
+    "cue": Field(str, DEFAULTS["cue"], choices=CUES),
+    "cue_state": Field(str, DEFAULTS["cue_state"], nullable=True),
+    "cue_fraction": Field(float, DEFAULTS["cue_fraction"], check=_fraction),
 }
 
 
@@ -233,6 +272,12 @@ def _check_params(given: dict[str, Any]) -> dict[str, Any]:
         raise UnknownStateError(
             [("data", "params", "states")],
             f"unknown state(s) {', '.join(map(repr, unknown))}; known states: {', '.join(STATES)}",
+        )
+    if p["cue_state"] is not None and p["cue_state"] not in p["states"]:
+        raise SyntheticParamError(
+            [("data", "params", "cue_state")],
+            f"{p['cue_state']!r} is not one of the states; expected one of {', '.join(p['states'])} "
+            "(or nothing: the last state)",
         )
     return p
 
@@ -639,6 +684,111 @@ def _ppg(
     return ppg
 
 
+# ---- planted cue: a morphology change on some beats of one state (its own random stream) -----------------------
+
+_CUE_SD = 2.5  # a cue wave is a Gaussian cut at ± 2.5 SD and lowered to 0 there: exactly 0 outside its span
+_CUE_EDGE = math.exp(-0.5 * _CUE_SD**2)
+_CUE_STREAM = 100  # spawn key of the cue's stream: far from the children 0-4 here and 5-7 of cohort.py
+ST_ELEVATION_MV = 0.2  # ST elevation at the segment's middle (≥ 0.1 mV is clinically significant)
+REFLECTED_WAVE = 0.3  # PPG reflected wave, × the beat's systolic amplitude
+
+
+@dataclass(frozen=True)
+class _CueWaves:
+    """One channel's added wave per cue beat: amplitude, centre (s after the session start), left and right SD (s)."""
+
+    amp: np.ndarray
+    centre: np.ndarray
+    sl: np.ndarray
+    sr: np.ndarray
+
+    def take(self, i: np.ndarray) -> _CueWaves:
+        return _CueWaves(self.amp[i], self.centre[i], self.sl[i], self.sr[i])
+
+    def spans(self) -> np.ndarray:
+        """(beats, 2) [start, end) in s of the samples each wave changes."""
+        return np.stack([self.centre - _CUE_SD * self.sl, self.centre + _CUE_SD * self.sr], axis=1)
+
+    def render(self, n: int, fs: float) -> np.ndarray:
+        """The waves summed into ``n`` session samples (sample 0 at 0 s); exactly 0 outside :meth:`spans`."""
+        out = np.zeros(n)
+        if self.amp.size == 0:
+            return out
+        first = np.ceil((self.centre - _CUE_SD * self.sl) * fs).astype(np.int64)
+        width = int(np.ceil(np.max(_CUE_SD * (self.sl + self.sr)) * fs)) + 1
+        idx = first[:, None] + np.arange(width)[None, :]  # (beats, width)
+        d = idx / fs - self.centre[:, None]
+        z = d / np.where(d < 0, self.sl[:, None], self.sr[:, None])
+        shape = np.maximum((np.exp(-0.5 * z**2) - _CUE_EDGE) / (1.0 - _CUE_EDGE), 0.0)
+        ok = (idx >= 0) & (idx < n) & (shape > 0)
+        return out + np.bincount(idx[ok], weights=(self.amp[:, None] * shape)[ok], minlength=n)
+
+
+def _ecg_cue(cue: str, beats: _Beats, m: _Morphology, scale: np.ndarray) -> _CueWaves:
+    """ST elevation from the J point to the T peak, or the T wave inverted; both follow the beat's QT."""
+    qt = beats.rr_smooth ** (1.0 / 3.0)
+    t_peak = m.mu_t * qt
+    if cue == "st_elevation":
+        j = m.mu_s + 2.5 * m.sd_s  # J point: the end of the S wave
+        sd = (t_peak - j) / (2.0 * _CUE_SD)
+        return _CueWaves(ST_ELEVATION_MV * scale, beats.t + 0.5 * (j + t_peak), sd, sd)
+    # t_inversion: minus twice the T wave over its central ± 2.5 SD, so the T wave points down as much as it rose
+    amp = -2.0 * m.a_t * (1.0 + 0.5 * m.edr * beats.resp) * scale
+    return _CueWaves(amp, beats.t + t_peak, 1.25 * m.sd_t * qt, 0.8 * m.sd_t * qt)
+
+
+def _ppg_cue(beats: _Beats, t: np.ndarray, ses: _Session, phys: _Physiology, scale: np.ndarray) -> _CueWaves:
+    """An early reflected wave (as with stiff arteries): a late-systolic shoulder before the diastolic wave."""
+    ramp, pulse = phys.rhythm.ramp_s, phys.pulse
+    ptt = pulse.ptt0 + np.interp(beats.t, t, _ramped(ses.ptt, ses.starts, ramp, t)) + 0.005 * beats.resp
+    amp = np.exp(np.interp(beats.t, t, _ramped(ses.ppg, ses.starts, ramp, t))) * (1.0 + 0.1 * beats.resp)
+    dicrotic = pulse.dicrotic * np.sqrt(beats.rr_smooth)  # systolic peak to diastolic wave, s
+    sd = 0.2 * dicrotic
+    return _CueWaves(REFLECTED_WAVE * amp * scale, beats.t + ptt + pulse.rise + 0.6 * dicrotic, sd, sd)
+
+
+@dataclass(frozen=True)
+class _Cue:
+    state: str
+    beats: np.ndarray  # indices into the simulation's beats
+    ecg: _CueWaves
+    ppg: _CueWaves
+
+
+def _plant_cue(sim: Simulation, p: dict[str, Any]) -> _Cue:
+    """The beats that carry the cue and their waves: a ``cue_fraction`` draw among the beats whose R peak and
+    modified samples (ECG and PPG, whether or not the PPG is generated) all lie in one labelled stretch of
+    ``cue_state``."""
+    ss = sim.seeds
+    r = np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, _CUE_STREAM)))
+    nb = sim.beats.t.size
+    pick = r.random(nb) < p["cue_fraction"]
+    ecg_scale, ppg_scale = r.uniform(0.8, 1.2, nb), r.uniform(0.8, 1.2, nb)
+    ecg = _ecg_cue(p["cue"], sim.beats, sim.phys.morph, ecg_scale)
+    ppg = _ppg_cue(sim.beats, sim.t, sim.session, sim.phys, ppg_scale)
+    lo = np.minimum.reduce([sim.beats.t, ecg.spans()[:, 0], ppg.spans()[:, 0]])
+    hi = np.maximum(ecg.spans()[:, 1], ppg.spans()[:, 1])
+    state = p["cue_state"] if p["cue_state"] is not None else p["states"][-1]
+    inside = np.zeros(nb, dtype=bool)
+    for a, b in sim.segments[state]:
+        inside |= (lo >= a) & (hi <= b)
+    keep = np.flatnonzero(inside & pick)
+    return _Cue(state, keep, ecg.take(keep), ppg.take(keep))
+
+
+def _cue_meta(cue: _Cue, sim: Simulation, p: dict[str, Any]) -> dict[str, Any]:
+    spans = {"ecg": cue.ecg.spans()}
+    if p["ppg"]:
+        spans["ppg"] = cue.ppg.spans()
+    return {
+        "cue": p["cue"],
+        "cue_state": cue.state,
+        "cue_fraction": p["cue_fraction"],
+        "cue_spans_s": spans,
+        "cue_r_peaks": np.round(sim.beats.t[cue.beats] * sim.fs).astype(np.int64),
+    }
+
+
 # ---- labels and ground truth -----------------------------------------------------------------------------------
 
 
@@ -742,20 +892,26 @@ def simulate(index: int, p: dict[str, Any]) -> Simulation:
 def _subject(index: int, p: dict[str, Any]) -> SubjectRecording:
     sim = simulate(index, p)
     fs, n, pad, t, noise, phys = sim.fs, sim.n, sim.pad, sim.t, p["noise"], sim.phys
+    cue = _plant_cue(sim, p) if p["cue"] != "none" else None
     ecg = _ecg(sim.r_ecg, sim.beats, t, fs, phys.morph)
     if noise > 0:
         _add_ecg_noise(ecg, sim.r_ecg, t, fs, phys.noise, sim.breathing.resp, noise)
-    signals = {"ecg": ecg[pad : pad + n].astype(np.float32)}
+    ecg = ecg[pad : pad + n]
+    if cue is not None:  # added last, and exactly 0 outside its spans: every other sample stays as it was
+        ecg = ecg + cue.ecg.render(n, fs)
+    signals = {"ecg": ecg.astype(np.float32)}
     if p["ppg"]:
-        ppg = _ppg(sim.r_ppg, sim.beats, sim.breathing, t, fs, sim.session, phys, noise)
-        signals["ppg"] = ppg[pad : pad + n].astype(np.float32)
+        ppg = _ppg(sim.r_ppg, sim.beats, sim.breathing, t, fs, sim.session, phys, noise)[pad : pad + n]
+        if cue is not None:
+            ppg = ppg + cue.ppg.render(n, fs)
+        signals["ppg"] = ppg.astype(np.float32)
     return SubjectRecording(
         subject=f"S{index + 1:02d}",
         signals=signals,
         rates=dict.fromkeys(signals, fs),
         labels=sim.labels,
         label_rate=fs,
-        meta=sim.meta,
+        meta=sim.meta if cue is None else {**sim.meta, **_cue_meta(cue, sim, p)},
     )
 
 
@@ -769,6 +925,9 @@ def generate(
     noise: float = 1.0,
     seed: int = 0,
     cohort: str = "broad",
+    cue: str = "none",
+    cue_state: str | None = None,
+    cue_fraction: float = 0.5,
 ) -> BenchmarkData:
     """Generate the ``synthetic`` benchmark (see the module docstring for the model and its parameters).
 
@@ -778,6 +937,7 @@ def generate(
     not in :data:`STATES` raises its subclass :class:`UnknownStateError`, whose message lists the known states.
     """
     given = {"subjects": subjects, "minutes_per_state": minutes_per_state, "fs": fs, "states": states}
-    p = _check_params({**given, "ppg": ppg, "noise": noise, "seed": seed, "cohort": cohort})
+    planted = {"cue": cue, "cue_state": cue_state, "cue_fraction": cue_fraction}
+    p = _check_params({**given, "ppg": ppg, "noise": noise, "seed": seed, "cohort": cohort, **planted})
     recs = [_subject(i, p) for i in range(p["subjects"])]
     return BenchmarkData(name=NAME, subjects=recs, class_names=list(p["states"]), params=p)

@@ -4,6 +4,7 @@ from ape_nas.models import (  # noqa: F401  (registration side effect)
     cnn,
     fcn,
     inception,
+    proto,
     resnet,
     rnn,
     searched,

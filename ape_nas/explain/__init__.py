@@ -1,0 +1,1 @@
+"""Explanations: saliency over time, its faithfulness, beat-synchronous views, and the part-based family's own."""
