@@ -199,3 +199,23 @@ def test_planted_cue_is_localised_by_a_model_trained_on_it(tmp_path: Path) -> No
     assert rows["edge"]["randomisation_rank_corr"]["point"] > 0.99
     record = json.loads((out / "explain.json").read_text())
     assert all(w["cue_samples"] is not None for w in record["windows"])
+
+
+def test_part_based_network_explains_itself(tmp_path: Path) -> None:
+    """A protonet1d trial: `prototypes` joins the default methods; each window says which prototypes fired where,
+    and every prototype is shown as the training segment nearest to it (from a training subject)."""
+    proto = CUE.replace("synthetic_cue.yaml", "synthetic_cue_protonet.yaml")
+    workdir, out = tmp_path / "w", tmp_path / "out"
+    fast = ["--set", "data.params.subjects=16", "--set", "protocol.test_subjects=4", "--set", "protocol.val_subjects=4"]
+    assert cli(["sweep", proto, "--workdir", str(workdir), "--trials", "1", "--no-progress", *fast]) == 0
+    argv = ["explain", proto, "--workdir", str(workdir), "--per-class", "1", "--plots", "1", "--out", str(out)]
+    assert cli(argv) == 0
+    record = json.loads((out / "explain.json").read_text())
+    assert record["methods"] == [*METHODS, "prototypes"]
+    assert (out / "prototypes.png").stat().st_size > 10_000
+    assert record["prototypes"] and all(p["nearest"] is not None for p in record["prototypes"])
+    length = len(record["windows"][0]["attributions"]["prototypes"])
+    for w in record["windows"]:
+        fired = w["prototypes"]["prototypes"]
+        assert fired and all(0 <= f["start"] < f["stop"] <= length for f in fired)
+        assert fired[0]["contribution"] >= fired[-1]["contribution"]

@@ -262,7 +262,12 @@ def cli_explain(args: argparse.Namespace) -> int:
             "faithfulness": faith["record"] if faith else None,
             "windows": window_records(w, ex, class_names),
         }
-        (stage / "explain.json").write_text(json.dumps(record, indent=1) + "\n")
+        if NATIVE in methods:
+            for entry, report in zip(record["windows"], prototype_records(net, w, ex), strict=True):
+                entry["prototypes"] = report
+            record["prototypes"] = prototype_table(net, class_names)
+        # compact: the raw attributions are most of it (one number per sample, method and window)
+        (stage / "explain.json").write_text(json.dumps(record, separators=(",", ":")) + "\n")
         stage.rename(out) if not out.exists() else _move_into(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -300,8 +305,46 @@ def _prototype_figure(stage: Path, net: Any, w: Any, ex: Explained, class_names:
     i = int(np.argmax(ex.probs[np.arange(len(w)), ex.target]))
     feats = None if w.features is None else torch.from_numpy(w.features[i : i + 1])
     path = stage / "prototypes.png"
-    plot_prototypes(net, torch.from_numpy(w.X[i : i + 1]), torch.as_tensor(ex.target[i : i + 1]), path, features=feats)
+    plot_prototypes(
+        net,
+        torch.from_numpy(w.X[i : i + 1]),
+        torch.as_tensor(ex.target[i : i + 1]),
+        path,
+        features=feats,
+        rate_hz=w.rate_hz,
+        class_names=class_names,
+        channel=w.channels.index(w.beat_channel) if w.beat_channel in w.channels else 0,
+    )
     return str(path.relative_to(stage))
+
+
+def prototype_table(net: Any, class_names: list[str]) -> list[dict[str, Any]]:
+    """Every prototype: its class and the training segment nearest to it (samples of each channel)."""
+    from ape_nas.explain.prototypes import nearest_segment
+
+    out = []
+    for m, c in enumerate(net.prototype_class.tolist()):
+        segment = net.prototype_segments[m].detach().cpu().numpy()
+        out.append(
+            {
+                "prototype": m,
+                "class": class_names[c] if 0 <= c < len(class_names) else c,
+                "nearest": nearest_segment(net, m),
+                "segment": [_short(ch) for ch in segment],
+            }
+        )
+    return out
+
+
+def prototype_records(net: Any, w: Any, ex: Explained) -> list[dict[str, Any]]:
+    """Per window, which prototypes fired where (the part-based family's own explanation)."""
+    import torch
+
+    from ape_nas.explain.prototypes import prototype_report
+
+    feats = None if w.features is None else torch.from_numpy(w.features)
+    reports = prototype_report(net, torch.from_numpy(w.X), torch.as_tensor(ex.target), features=feats)
+    return [{k: v for k, v in r.items() if k != "window"} for r in reports]
 
 
 def _print_summary(console: Any, record: dict[str, Any], ex: Explained) -> None:
