@@ -451,6 +451,145 @@ FIGURES += [
 ]
 
 
+# the explanation tables (issue 13): `| <method> | point [low, high] | ... |` per faithfulness metric, from the
+# `faithfulness.rows` of each explain.json; the Stress-Predict table ends with the beat-synchronous numbers
+EX = {
+    "cue": "docs/results/explain/synthetic_cue/explain.json",
+    "sp": "docs/results/explain/stress_predict/explain.json",
+    "proto": "docs/results/explain/synthetic_cue_protonet/explain.json",
+}
+COMMANDS_OF.update(dict.fromkeys(EX.values(), "bash docs/results/explain.sh"))
+_EX_METHODS = {
+    "Grad-CAM": "gradcam",
+    "Integrated Gradients": "integrated_gradients",
+    "Occlusion": "occlusion",
+    "gradient": "gradient",
+}
+_EX_COLUMNS = {
+    "cue": (
+        "deletion_auc",
+        "deletion_gain",
+        "insertion_auc",
+        "insertion_gain",
+        "randomisation_rank_corr",
+        "mass_on_mask",
+        "pointing_game",
+    ),
+    "sp": ("deletion_auc", "deletion_gain", "insertion_auc", "insertion_gain", "randomisation_rank_corr"),
+}
+_IV = r"-?[\d.]+ \[-?[\d.]+, -?[\d.]+\]"
+_SNUM = r"(-?[\d.]+)"
+
+
+def _row_of(data: dict[str, Any], method: str) -> dict[str, Any]:
+    return next(r for r in data["faithfulness"]["rows"] if r["method"] == method)
+
+
+def _explain_figures() -> list[Figure]:
+    out = []
+    for key, cols in _EX_COLUMNS.items():
+        file = EX[key]
+        rows = dict(_EX_METHODS)
+        extra = r" \| [\d.]+ \| [\d.]+ \|" if key == "sp" else r" \|"
+        for label, method in rows.items():
+            for c, col in enumerate(cols):
+                for p, part in enumerate(("point", "low", "high")):
+                    groups = [r"-?[\d.]+"] * 3
+                    groups[p] = _SNUM
+                    cells = [_IV] * len(cols)
+                    cells[c] = rf"{groups[0]} \[{groups[1]}, {groups[2]}\]"
+                    out.append(
+                        Figure(
+                            f"explain {key} {method} {col} {part}",
+                            rf"\| {label} \| " + r" \| ".join(cells) + extra,
+                            file,
+                            lambda d, m=method, k=col, q=part: _row_of(d, m)[k][q],
+                        )
+                    )
+        if key == "sp":
+            for label, method in rows.items():
+                for j, name in enumerate(("phase_locking", "between_beats")):
+                    tail = [r"[\d.]+", r"[\d.]+"]
+                    tail[j] = NUM
+                    out.append(
+                        Figure(
+                            f"explain sp {method} {name}",
+                            rf"\| {label} \| " + r" \| ".join([_IV] * len(cols)) + rf" \| {tail[0]} \| {tail[1]} \|",
+                            file,
+                            lambda d, m=method, n=name: d["beat_synchronous"][m][n],
+                        )
+                    )
+    return out
+
+
+FIGURES += [
+    *_explain_figures(),
+    *(
+        Figure(f"explain {key} date", rf"{label}; measured {DATE}\)", EX[key], lambda d: d["measured"]["date"][:10])
+        for key, label in (("cue", "31 with a cue"), ("sp", "60 windows of its 10 test subjects"))
+    ),
+    Figure(
+        "explain cue test accuracy",
+        rf"best of 4 trials, test balanced accuracy {NUM}",
+        EX["cue"],
+        "source.scores.test_balanced_accuracy",
+    ),
+    Figure("explain cue windows", rf"{NUM} windows of\s+its 8 test subjects", EX["cue"], lambda d: len(d["windows"])),
+    Figure(
+        "explain cue cue windows", rf"test subjects, {NUM} with a cue", EX["cue"], "faithfulness.localisation_windows"
+    ),
+    Figure(
+        "explain sp val accuracy",
+        rf"val balanced accuracy {NUM}; 60 windows",
+        EX["sp"],
+        "source.scores.best_val_balanced_accuracy",
+    ),
+    Figure(
+        "explain proto test accuracy",
+        rf"test balanced accuracy {NUM} on the same\s+split",
+        EX["proto"],
+        "source.scores.test_balanced_accuracy",
+    ),
+    Figure(
+        "explain proto mass on cue",
+        rf"Its native map puts {NUM} of its relevance on the cue",
+        EX["proto"],
+        lambda d: _row_of(d, "prototypes")["mass_on_mask"]["point"],
+    ),
+    Figure(
+        "explain proto chance",
+        rf"on the cue \(chance {NUM}\)",
+        EX["proto"],
+        lambda d: _row_of(d, "random")["mass_on_mask"]["point"],
+    ),
+    Figure(
+        "explain proto randomisation",
+        rf"passes the sanity check \(ρ {NUM}\)\.",
+        EX["proto"],
+        lambda d: _row_of(d, "prototypes")["randomisation_rank_corr"]["point"],
+    ),
+    Figure(
+        "explain time",
+        rf"`explain.json` {NUM} s \(target < 30 s",
+        "benchmarks/results/explain_time.json",
+        "explain_s",
+    ),
+    Figure(
+        "explain occlusion time",
+        rf"Occlusion {NUM} s of it\)",
+        "benchmarks/results/explain_time.json",
+        "seconds_per_method.occlusion",
+    ),
+    Figure(
+        "explain evaluate time",
+        rf"`--evaluate` another {NUM} s",
+        "benchmarks/results/explain_time.json",
+        "evaluate_s",
+    ),
+]
+COMMANDS_OF["benchmarks/results/explain_time.json"] = "python benchmarks/explain_time.py"
+
+
 def _shown(value: Any, text: str) -> str:
     """``value`` written as the README writes ``text`` (same decimals; thousands separators dropped)."""
     if not isinstance(value, int | float):

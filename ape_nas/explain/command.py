@@ -249,7 +249,7 @@ def cli_explain(args: argparse.Namespace) -> int:
         record = {
             "format": RESULT_FORMAT,
             "measured": measured,
-            "source": source.describe(),
+            "source": {**source.describe(), "scores": trial_scores(source)},
             "data": {"data": w.data, "reader": w.reader, "left_out": w.left_out, "beat_channel": w.beat_channel},
             "class_names": class_names,
             "methods": methods,
@@ -283,6 +283,17 @@ def cli_explain(args: argparse.Namespace) -> int:
         console.print(f"MLflow: {where}")
     console.print(f"results: {out} (explain.json, beats.png, windows/*.png{', faithfulness.*' if faith else ''})")
     return 0
+
+
+def trial_scores(source: Any) -> dict[str, float]:
+    """A trial source's recorded validation and test-subject scores (``best_val_*``, ``test_*``); {} for a bundle."""
+    if source.kind != "trial" or not source.tracking_uri or not source.run_id:
+        return {}
+    from ape_nas.tracking import TrialStore
+
+    run = TrialStore(source.tracking_uri).run(source.run_id)
+    metrics = run.metrics if run is not None else {}
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(("best_val_", "test_"))}
 
 
 def _default_methods() -> str:
