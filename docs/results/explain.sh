@@ -5,6 +5,7 @@
 # ("measured"). About 10 min on a 2-core CPU.
 set -euo pipefail
 W=${W:-/tmp/ape-nas-explain}
+rm -rf docs/results/explain/stress_predict docs/results/explain/synthetic_cue docs/results/explain/synthetic_cue_protonet
 # 1. Stress-Predict: the transfer source (one fixed CNN, 18 training/validation subjects), on its 10 test subjects
 ape-nas sweep experiments/transfer_source.yaml --workdir "$W/real"
 ape-nas explain experiments/transfer_source.yaml --workdir "$W/real" --evaluate --per-class 3 --plots 4 \
