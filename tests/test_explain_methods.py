@@ -100,3 +100,9 @@ def test_beat_profile_finds_relevance_locked_after_each_beat() -> None:
     assert prof.phase_locking > 0.7 and prof.between_beats < 0.05
     noise = beat_profile(rng.normal(size=(6, length)), np.array(signal), beats, ["a"] * 6, 64.0)
     assert noise.phase_locking < 0.05
+
+
+def test_the_help_names_the_default_methods() -> None:
+    from ape_nas.commands.explain import DEFAULT_METHODS
+
+    assert ",".join(METHODS) == DEFAULT_METHODS

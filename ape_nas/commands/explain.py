@@ -23,7 +23,7 @@ def explain_arguments(p: argparse.ArgumentParser) -> None:
     reader_args(p)
     p.add_argument(
         "--method",
-        default=DEFAULT_METHODS,
+        default=None,
         help=f"saliency method(s), comma-separated: gradcam, integrated_gradients, occlusion, gradient, and "
         f"prototypes for a part-based network (default: {DEFAULT_METHODS}, plus prototypes where it applies)",
     )

@@ -43,7 +43,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--max-windows {args.max_windows}: expected at least 1")
     if args.plots < 0:
         raise UserError(f"--plots {args.plots}: expected 0 or more")
-    if not split_list(args.method):
+    if args.method is not None and not split_list(args.method):
         raise UserError("--method: name at least one method")
 
 
@@ -200,10 +200,10 @@ def cli_explain(args: argparse.Namespace) -> int:
             step=lambda text: status.update(f"explain: {text}"),
         )
         net = source.net.eval()
-        given = split_list(args.method)
-        methods = check_methods(list(dict.fromkeys(given)), net)
-        if args.method == _default_methods() and NATIVE in available_methods(net):
-            methods.append(NATIVE)
+        if args.method is None:  # every method that applies
+            methods = available_methods(net)
+        else:
+            methods = check_methods(list(dict.fromkeys(split_list(args.method))), net)
         data, params, reader = data_request(args, source.bundle.preprocessing, parse_assignments(args.overrides))
         status.update(f"explain: reading and windowing {data}")
         w = load_windows(
@@ -294,12 +294,6 @@ def trial_scores(source: Any) -> dict[str, float]:
     run = TrialStore(source.tracking_uri).run(source.run_id)
     metrics = run.metrics if run is not None else {}
     return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(("best_val_", "test_"))}
-
-
-def _default_methods() -> str:
-    from ape_nas.commands.explain import DEFAULT_METHODS
-
-    return DEFAULT_METHODS
 
 
 def _move_into(stage: Path, out: Path) -> None:

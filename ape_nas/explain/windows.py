@@ -20,8 +20,8 @@ from ape_nas.data.ids import natural_sorted
 from ape_nas.data.types import UNLABELLED, SubjectRecording
 from ape_nas.errors import UserError
 from ape_nas.handoff.bundle import Bundle
-from ape_nas.handoff.predict import _label_lookup, check_recording, hrv_input, load_recordings, window_recording
-from ape_nas.hrv.beats import _channel_kind, detect_beats
+from ape_nas.handoff.predict import check_recording, hrv_input, label_lookup, load_recordings, window_recording
+from ape_nas.hrv.beats import channel_kind, detect_beats
 
 CUE_KEY = "cue_spans_s"
 
@@ -70,7 +70,7 @@ def parse_windows(text: str | None) -> dict[str, list[int]] | None:
 def beat_channel(bundle: Bundle, rec: SubjectRecording) -> str | None:
     """The model's first ECG/PPG channel (or an events channel of beats), whose beats the plots mark."""
     for ch in bundle.channels:
-        if ch in rec.events or (ch in rec.signals and _channel_kind(ch)):
+        if ch in rec.events or (ch in rec.signals and channel_kind(ch)):
             return ch
     return None
 
@@ -81,7 +81,7 @@ def recording_beats(rec: SubjectRecording, channel: str | None) -> np.ndarray:
         return np.empty(0)
     if channel in rec.events:
         return np.asarray(rec.events[channel], dtype=np.float64).reshape(-1, 2)[:, 0]
-    kind = _channel_kind(channel)
+    kind = channel_kind(channel)
     assert kind is not None
     return detect_beats(rec.signals[channel], float(rec.rates[channel]), kind) + rec.offsets.get(channel, 0.0)
 
@@ -149,7 +149,7 @@ def load_windows(
     if not named:
         left_out = {s: "the model trained or validated on this subject" for s in available if same and s in seen}
     wanted = set(named) or (set(available) - set(left_out))
-    lut = _label_lookup(bench.class_names, bundle, strict=False)
+    lut = label_lookup(bench.class_names, bundle, strict=False)
     feature_input = hrv_input(bundle)
     rate = float(bundle.rate_hz)
     parts: dict[str, Any] = {k: [] for k in ("X", "labels", "subjects", "index", "starts", "beats", "feats", "cue")}

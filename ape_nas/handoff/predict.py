@@ -72,7 +72,7 @@ def check_recording(rec: SubjectRecording, bundle: Bundle) -> None:
             )
 
 
-def _label_lookup(data_classes: list[str], bundle: Bundle, strict: bool) -> np.ndarray:
+def label_lookup(data_classes: list[str], bundle: Bundle, strict: bool) -> np.ndarray:
     """Data label index → model class index (``UNLABELLED`` for classes the model lacks, or an error if strict)."""
     lut = np.full(len(data_classes), UNLABELLED, dtype=np.int64)
     for i, name in enumerate(data_classes):
@@ -174,7 +174,7 @@ def run_prediction(
         )
     for rec in bench.subjects:  # every recording must fit before anything runs
         check_recording(rec, bundle)
-    lut = _label_lookup(bench.class_names, bundle, strict=need_labels)
+    lut = label_lookup(bench.class_names, bundle, strict=need_labels)
     model = OnnxModel(bundle.onnx_path, bundle.input_name, bundle.output_name)
     feature_input = hrv_input(bundle)
     out = []

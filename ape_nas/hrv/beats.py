@@ -211,7 +211,7 @@ def rr_from_signal(signal: np.ndarray, rate: float, kind: str, offset_s: float =
     return clean_rr(t + offset_s, r)
 
 
-def _channel_kind(name: str) -> str | None:
+def channel_kind(name: str) -> str | None:
     n = name.lower()
     if "ecg" in n or "ekg" in n:
         return "ecg"
@@ -228,8 +228,8 @@ def recording_rr(rec: Any, channel: str | None = None) -> tuple[np.ndarray, np.n
     else the first PPG channel; a recording without any raises ``ValueError``.
     """
     if channel is None:
-        candidates = [*rec.events, *(c for c in rec.signals if _channel_kind(c) == "ecg")]
-        candidates += [c for c in rec.signals if _channel_kind(c) == "ppg"]
+        candidates = [*rec.events, *(c for c in rec.signals if channel_kind(c) == "ecg")]
+        candidates += [c for c in rec.signals if channel_kind(c) == "ppg"]
         if not candidates:
             raise ValueError(
                 f"subject {rec.subject}: no beat source (events channel, or a signal named ecg/ppg/bvp) among "
@@ -241,7 +241,7 @@ def recording_rr(rec: Any, channel: str | None = None) -> tuple[np.ndarray, np.n
         return clean_rr(ev[:, 0], ev[:, 1])
     if channel not in rec.signals:
         raise ValueError(f"subject {rec.subject}: no channel {channel!r}")
-    kind = _channel_kind(channel)
+    kind = channel_kind(channel)
     if kind is None:
         raise ValueError(f"channel {channel!r}: cannot tell ECG from PPG by its name; pass it as an events channel")
     return rr_from_signal(rec.signals[channel], rec.rates[channel], kind, rec.offsets.get(channel, 0.0))
