@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RESULT_DIRS = (":(exclude)docs/results", ":(exclude)benchmarks/results")
 
 
 def provenance() -> dict[str, Any]:
@@ -18,7 +19,13 @@ def provenance() -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True
     ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=RESULTS.parent, capture_output=True, text=True)
+    # tracked files outside the results folders (the results being rewritten, and untracked files, do not count)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_DIRS],
+        cwd=RESULTS.parent,
+        capture_output=True,
+        text=True,
+    )
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit + ("+uncommitted" if dirty.stdout.strip() else ""),

@@ -89,15 +89,25 @@ def check_out(args: argparse.Namespace, req: Request, n_subjects: int) -> Path |
     return out
 
 
+#: results written by the runs themselves: regenerating them in place does not make the code differ from the commit
+RESULT_DIRS = (":(exclude)docs/results", ":(exclude)benchmarks/results")
+
+
 def commit_state() -> str | None:
-    """The checkout's commit, marked ``+uncommitted`` when the working tree differs from it."""
+    """The checkout's commit, marked ``+uncommitted`` when a tracked file outside the results folders differs from
+    it (the results a run is rewriting, and untracked files, do not count)."""
     import subprocess
 
     from ape_nas.tracking import git_commit
 
     commit = git_commit()
     try:
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_DIRS],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         dirty = ""
     return f"{commit}+uncommitted" if commit and dirty.strip() else commit
