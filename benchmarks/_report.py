@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RESULT_DIRS = (":(exclude)docs/results", ":(exclude)benchmarks/results")
+RESULT_DIRS = (":(top,exclude)docs/results", ":(top,exclude)benchmarks/results")
 
 
 def provenance() -> dict[str, Any]:
@@ -21,7 +21,7 @@ def provenance() -> dict[str, Any]:
     ).stdout.strip()
     # tracked files outside the results folders (the results being rewritten, and untracked files, do not count)
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_DIRS],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *RESULT_DIRS],
         cwd=RESULTS.parent,
         capture_output=True,
         text=True,

@@ -90,7 +90,7 @@ def check_out(args: argparse.Namespace, req: Request, n_subjects: int) -> Path |
 
 
 #: results written by the runs themselves: regenerating them in place does not make the code differ from the commit
-RESULT_DIRS = (":(exclude)docs/results", ":(exclude)benchmarks/results")
+RESULT_DIRS = (":(top,exclude)docs/results", ":(top,exclude)benchmarks/results")
 
 
 def commit_state() -> str | None:
@@ -103,7 +103,7 @@ def commit_state() -> str | None:
     commit = git_commit()
     try:
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_DIRS],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *RESULT_DIRS],
             capture_output=True,
             text=True,
             timeout=10,
