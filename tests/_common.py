@@ -76,3 +76,21 @@ def check_shared_data(item: pytest.Item) -> None:
     for mark in item.iter_markers("shared_data"):
         if "path" in mark.kwargs:
             require_shared(mark.kwargs["path"])
+
+
+def cli(argv: list[str]) -> int:
+    """``ape-nas ARGV`` in this process; its exit code."""
+    from ape_nas.cli import main
+
+    return main(argv)
+
+
+def one_line_error(capsys: Any, rc: int, *needles: str) -> str:
+    """A user error: exit 2, one line on stderr (no traceback) naming every one of ``needles``."""
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _common import QUICKSTART, SMALL
+from _common import QUICKSTART, SMALL, cli, one_line_error
 from mlflow.tracking import MlflowClient
 
 from ape_nas.data.synthetic import generate
@@ -45,22 +45,6 @@ def write_target(
     bench.name = "new-people"  # not the source's benchmark (`synthetic`): no subject is left out as seen
     write_folder(bench, root)
     return root
-
-
-def cli(argv: list[str]) -> int:
-    from ape_nas.cli import main
-
-    return main(argv)
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], rc: int, *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def transfer_runs(uri: str) -> list[Any]:

@@ -87,6 +87,27 @@ def tracking_uri_arg(p: argparse.ArgumentParser, default: str = "SQLite in the w
     p.add_argument("--tracking-uri", default=None, help=f"MLflow tracking URI (default: {default})")
 
 
+def source_arg(p: argparse.ArgumentParser) -> None:
+    """The network a consumer command starts from (``transfer``, ``explain``)."""
+    p.add_argument(
+        "source",
+        help="an exported bundle folder, an MLflow run id of a trial, or an experiment YAML file (its best trial)",
+    )
+
+
+def logging_args(p: argparse.ArgumentParser, experiment: str, what: str) -> None:
+    """Where a consumer command logs: ``--experiment`` (for a bundle source), ``--no-track``, the store, the
+    workdir."""
+    p.add_argument(
+        "--experiment",
+        default=experiment,
+        help=f"MLflow experiment of the {what} run when the source is a bundle (a trial source: its own)",
+    )
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    tracking_uri_arg(p, "the workdir's")
+    workdir_arg(p)
+
+
 def reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", default=None, help="reader to use instead of detecting it from the layout")
     p.add_argument(

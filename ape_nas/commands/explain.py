@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ape_nas.commands.common import Command, reader_args, tracking_uri_arg, workdir_arg
+from ape_nas.commands.common import Command, logging_args, reader_args, source_arg
 
 DEFAULT_METHODS = "gradcam,integrated_gradients,occlusion,gradient"
 
 
 def explain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "source",
-        help="an exported bundle folder, an MLflow run id of a trial, or an experiment YAML file (its best trial)",
-    )
+    source_arg(p)
     p.add_argument(
         "--data",
         default=None,
@@ -56,14 +53,7 @@ def explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", type=int, default=12, help="per-window PNGs to draw (default 12; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random controls (default 0)")
     p.add_argument("--out", default="explain-results", help="a new folder for the results (default ./explain-results)")
-    p.add_argument(
-        "--experiment",
-        default="ape-nas-explain",
-        help="MLflow experiment of the explain run when the source is a bundle (a trial: logged to its own run)",
-    )
-    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    tracking_uri_arg(p, "the workdir's")
-    workdir_arg(p)
+    logging_args(p, "ape-nas-explain", "explain")
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ape_nas.commands.common import Command, reader_args, tracking_uri_arg, workdir_arg
+from ape_nas.commands.common import Command, logging_args, reader_args, source_arg
 
 DEFAULT_METHODS = "weighting,head,finetune,bn,scratch"
 
 
 def transfer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "source",
-        help="an exported bundle folder, an MLflow run id of a trial, or an experiment YAML file (its best trial)",
-    )
+    source_arg(p)
     p.add_argument(
         "--data",
         required=True,
@@ -65,14 +62,7 @@ def transfer_arguments(p: argparse.ArgumentParser) -> None:
         default="transfer-results",
         help="folder for transfer.json and transfer.png (default: ./transfer-results)",
     )
-    p.add_argument(
-        "--experiment",
-        default="ape-nas-transfer",
-        help="MLflow experiment of the transfer run when the source is a bundle (a trial source: its own experiment)",
-    )
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
-    tracking_uri_arg(p, "the workdir's")
-    workdir_arg(p)
+    logging_args(p, "ape-nas-transfer", "transfer")
 
 
 def run_transfer(args: argparse.Namespace) -> int:

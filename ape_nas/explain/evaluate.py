@@ -58,7 +58,7 @@ def evaluate_methods(
 
     from ape_nas.explain import faithfulness as F
     from ape_nas.explain.plots import curves_figure
-    from ape_nas.explain.quantus_metrics import NOT_USED, quantus_scores
+    from ape_nas.explain.quantus_metrics import NOT_USED, quantus_localisation, quantus_scores
     from ape_nas.explain.saliency import attribute
 
     x = torch.from_numpy(w.X)
@@ -97,15 +97,21 @@ def evaluate_methods(
             localised = len(has)
     q_sub = _subset(len(w), QUANTUS_WINDOWS)
     with step(f"Quantus cross-check ({len(q_sub)} windows)"):
-        masks = None
-        if w.cue is not None and w.cue[q_sub].any(axis=1).all():
-            masks = w.cue[q_sub]
-        quantus = quantus_scores(
-            net, x[q_sub], target[q_sub], {m: v[q_sub] for m, v in ex.maps.items()}, masks=masks, seed=seed
-        )
+        quantus = quantus_scores(net, x[q_sub], target[q_sub], {m: v[q_sub] for m, v in ex.maps.items()}, seed=seed)
+        quantus = {m: {k: _spread(v, q_sub, len(w)) for k, v in r.items()} for m, r in quantus.items()}
+        if localised:  # Quantus' localisation metrics on the windows that hold a planted cue
+            has = np.flatnonzero(w.cue.any(axis=1))[:QUANTUS_WINDOWS]
+            q_loc = {
+                m: {
+                    k: _spread(v, has, len(w))
+                    for k, v in quantus_localisation(x[has], target[has], maps[has], w.cue[has]).items()
+                }
+                for m, maps in ex.maps.items()
+            }
+            quantus = F.merge(quantus, q_loc)
     groups = np.asarray(w.subjects)
     table = F.summary_table(results, groups=groups, seed=seed)
-    q_table = F.summary_table(quantus, groups=groups[q_sub], seed=seed)
+    q_table = F.summary_table(quantus, groups=groups, seed=seed)
     rows = [{"method": m, **cells} for m, cells in table.items()]
     mean_curves = {
         m: {
