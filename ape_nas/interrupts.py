@@ -5,6 +5,8 @@
 ``sys.exit(1)`` (no message, trial left running), while any other BaseException passes through its teardown.
 The Optuna backend turns it into ``KeyboardInterrupt`` at its boundary (Optuna then fails the trial and stops).
 A second signal while the first is being handled is ignored, so the cleanup (a few MLflow/Optuna writes) runs.
+A signal that arrives inside a ``__del__`` or a weakref callback, where Python would print and drop the exception,
+is delivered a moment later through SIGALRM (seen in CI: a Ctrl+C swallowed by ``WeakKeyDictionary``'s callback).
 """
 
 from __future__ import annotations
@@ -39,10 +41,35 @@ def exit_code(default: int = 130) -> int:
     return 128 + signum if signum is not None else default
 
 
+RETRY_S = 0.05  # a signal that arrived where an exception would be dropped is delivered this much later
+
+
+def _dropped_here(frame: FrameType | None) -> bool:
+    """Would an exception raised in ``frame`` be printed as "Exception ignored in ..." and dropped? It would in a
+    ``__del__`` or a weakref callback (the garbage collector runs them between any two bytecodes), so a Ctrl+C that
+    lands there is lost and the command runs on to the end."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(("weakref.py", "_weakrefset.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver(signum: int, frame: FrameType | None) -> None:
+    if _dropped_here(frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_S)  # still inside: try again a little later
+        return
+    raise Interrupted(_received[0])
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _received:
         return  # already stopping: let the cleanup finish
     _received.append(signum)
+    if _dropped_here(frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_S)  # SIGALRM → _deliver, outside the collector's callback
+        return
     raise Interrupted(signum)
 
 
@@ -53,12 +80,14 @@ def catch_signals() -> Iterator[None]:
         yield
         return
     _received.clear()
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    previous = {s: signal.getsignal(s) for s in (*SIGNALS, signal.SIGALRM)}
     for s in SIGNALS:
         signal.signal(s, _handler)
+    signal.signal(signal.SIGALRM, _deliver)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for s, h in previous.items():
             signal.signal(s, h)
 

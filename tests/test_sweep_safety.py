@@ -331,3 +331,23 @@ def test_status_refuses_to_pick_one_of_two_backends_studies(swept: Path, tmp_pat
     assert len(json.loads(capsys.readouterr().out)["trials"]) == 2
     assert main([*args, "--backend", "ray", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trials"] == []
+
+
+def test_a_signal_inside_a_finaliser_is_delivered_not_dropped() -> None:
+    """Python drops an exception raised in ``__del__`` or a weakref callback ("Exception ignored in ..."); a Ctrl+C
+    that lands there must still stop the command (CI once saw a nested sweep run to its end after SIGINT)."""
+    import signal
+    import time
+
+    from ape_nas.interrupts import Interrupted, catch_signals, received
+
+    class Finalised:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)  # the handler runs inside __del__
+
+    with pytest.raises(Interrupted), catch_signals():
+        Finalised()  # dropped at once: __del__ runs here
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert received() == signal.SIGINT
