@@ -183,6 +183,7 @@ def cli_explain(args: argparse.Namespace) -> int:
     from ape_nas.explain.windows import load_windows, parse_windows
     from ape_nas.transfer.command import provenance
     from ape_nas.transfer.source import load_source
+    from ape_nas.transfer.target import report_left_out
     from ape_nas.yamlio import parse_assignments
 
     check_args(args)
@@ -222,11 +223,7 @@ def cli_explain(args: argparse.Namespace) -> int:
 
             feats = None if w.features is None else torch.from_numpy(w.features[:1])
             layer = resolve_layer(net, args.layer, w.X.shape[1], feats)
-    reasons: dict[str, list[str]] = {}
-    for subject, why in w.left_out.items():
-        reasons.setdefault(why, []).append(subject)
-    for why, subjects in reasons.items():
-        err.print(f"left out {len(subjects)} subject(s) of {w.reader} ({why}): {', '.join(subjects)}")
+    report_left_out(err, w.left_out, w.reader)
     class_names = list(source.bundle.class_names)
     title = f"{source.spec.model} ({source.kind} {source.where}) on {w.reader}"
     stage = fresh_out(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ape_nas.transfer.source import TransferSource
+from ape_nas.transfer.tracking import own_experiment
 
 ROLE = "explain"
 
@@ -20,7 +21,7 @@ def artifact_folder(record: dict[str, Any]) -> str:
 
 def log_explain(source: TransferSource, record: dict[str, Any], out: Path, args: argparse.Namespace) -> str:
     """Log ``out`` to MLflow; returns where, in words."""
-    from ape_nas.tracking import SweepTracker, TrialStore, default_tracking_uri
+    from ape_nas.tracking import TrialStore
 
     if source.kind == "trial" and source.tracking_uri and source.run_id:
         store = TrialStore(source.tracking_uri)
@@ -28,11 +29,7 @@ def log_explain(source: TransferSource, record: dict[str, Any], out: Path, args:
         store.log_artifacts(source.run_id, out, folder)
         store.set_tags(source.run_id, {"ape_nas.explain.last": folder})
         return f"artifacts {folder}/ of trial run {source.run_id} ({source.tracking_uri})"
-    workdir = Path(args.workdir)
-    uri = args.tracking_uri or default_tracking_uri(workdir)
-    if not args.tracking_uri:
-        workdir.mkdir(parents=True, exist_ok=True)
-    experiment_id = SweepTracker(uri, args.experiment, artifact_root=workdir / "artifacts").experiment_id
+    uri, experiment_id = own_experiment(args)
     store = TrialStore(uri)
     tags = {"ape_nas.explain.source": source.where, "ape_nas.explain.data": str(record["data"]["data"])}
     run = store.new_run(experiment_id, f"explain-{source.spec.model}", ROLE, source.spec, tags)

@@ -199,7 +199,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     from ape_nas.console import make_console
     from ape_nas.transfer.run import method_names, plan_episodes, run_transfer, total_adaptations
     from ape_nas.transfer.source import load_source
-    from ape_nas.transfer.target import load_target
+    from ape_nas.transfer.target import load_target, report_left_out
     from ape_nas.yamlio import parse_assignments
 
     req = parse_request(args)
@@ -225,11 +225,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     req.adapt_subjects = adapt
     window_s = float(source.bundle.preprocessing["window_s"])
     plan = plan_episodes(req.protocols, target, req.shots, req.repeats, window_s, adapt, req.seed, req.gap_s)
-    reasons: dict[str, list[str]] = {}
-    for subject, why in target.left_out.items():
-        reasons.setdefault(why, []).append(subject)
-    for why, subjects in reasons.items():
-        err.print(f"left out {len(subjects)} subject(s) of {target.reader} ({why}): {', '.join(subjects)}")
+    report_left_out(err, target.left_out, target.reader)
     total = total_adaptations(plan, len(method_names(source, target, req.methods)))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:

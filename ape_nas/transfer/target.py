@@ -111,3 +111,12 @@ def load_target(
     if not out:
         raise UserError(f"{data}: no target subject left ({'; '.join(f'{s}: {r}' for s, r in left_out.items())})")
     return TargetData(str(data), bench.name, [bench.class_names[c] for c in present], out, left_out)
+
+
+def report_left_out(console: Any, left_out: dict[str, str], reader: str) -> None:
+    """One line per reason: the subjects left out of ``reader``'s data and why."""
+    reasons: dict[str, list[str]] = {}
+    for subject, why in left_out.items():
+        reasons.setdefault(why, []).append(subject)
+    for why, subjects in reasons.items():
+        console.print(f"left out {len(subjects)} subject(s) of {reader} ({why}): {', '.join(subjects)}")

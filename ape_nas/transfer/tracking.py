@@ -31,6 +31,18 @@ def run_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def own_experiment(args: argparse.Namespace) -> tuple[str, str]:
+    """(tracking URI, experiment id) of ``--experiment`` in ``--tracking-uri`` or the workdir's store (created if
+    needed): where a consumer command logs the run of a bundle source, which has no trial run of its own."""
+    from ape_nas.tracking import SweepTracker, default_tracking_uri
+
+    workdir = Path(args.workdir)
+    uri = args.tracking_uri or default_tracking_uri(workdir)
+    if not args.tracking_uri:
+        workdir.mkdir(parents=True, exist_ok=True)
+    return uri, SweepTracker(uri, args.experiment, artifact_root=workdir / "artifacts").experiment_id
+
+
 def log_transfer(
     source: TransferSource,
     record: dict[str, Any],
@@ -40,7 +52,7 @@ def log_transfer(
     args: argparse.Namespace,
 ) -> tuple[str, str, str]:
     """(experiment id, run id, tracking URI) of the transfer run."""
-    from ape_nas.tracking import PARENT_TAG, SweepTracker, TrialStore, default_tracking_uri
+    from ape_nas.tracking import PARENT_TAG, TrialStore
 
     tags: dict[str, str] = {
         "ape_nas.transfer.source": source.where,
@@ -50,11 +62,7 @@ def log_transfer(
         uri, experiment_id = source.tracking_uri, source.experiment_id
         tags[PARENT_TAG] = str(source.run_id)
     else:
-        workdir = Path(args.workdir)
-        uri = args.tracking_uri or default_tracking_uri(workdir)
-        if not args.tracking_uri:
-            workdir.mkdir(parents=True, exist_ok=True)
-        experiment_id = SweepTracker(uri, args.experiment, artifact_root=workdir / "artifacts").experiment_id
+        uri, experiment_id = own_experiment(args)
     store = TrialStore(uri)
     req = record["request"]
     name = f"transfer-{'+'.join(req['methods'])}"
