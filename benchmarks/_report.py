@@ -6,29 +6,19 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RESULT_DIRS = (":(top,exclude)docs/results", ":(top,exclude)benchmarks/results")
 
 
 def provenance() -> dict[str, Any]:
     """Date, commit and machine of a measurement, kept beside its numbers."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True
-    ).stdout.strip()
-    # tracked files outside the results folders (the results being rewritten, and untracked files, do not count)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *RESULT_DIRS],
-        cwd=RESULTS.parent,
-        capture_output=True,
-        text=True,
-    )
+    from ape_nas.tracking import commit_state
+
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": commit + ("+uncommitted" if dirty.stdout.strip() else ""),
+        "commit": commit_state(RESULTS.parent, short=True) or "",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
 

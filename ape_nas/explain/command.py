@@ -47,10 +47,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--method: name at least one method")
 
 
-def fresh_out(out: Path) -> Path:
-    """The staging folder beside ``out`` (``out`` must not exist, or be an empty folder)."""
+def check_out(out: Path) -> None:
+    """``--out`` must not exist, or be an empty folder."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out}: exists and is not an empty folder; give a new folder")
+
+
+def fresh_out(out: Path) -> Path:
+    """The staging folder beside ``out`` (checked by :func:`check_out` before any work)."""
     stage = out.with_name(f".{out.name}.partial")
     if stage.exists():
         shutil.rmtree(stage)
@@ -190,8 +194,7 @@ def cli_explain(args: argparse.Namespace) -> int:
     chosen = parse_windows(args.windows)
     measured = provenance()
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out}: exists and is not an empty folder; give a new folder")
+    check_out(out)
     err = make_console(stderr=True)
     with err.status("explain: reading the source") as status:
         source = load_source(

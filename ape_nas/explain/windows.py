@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from ape_nas.data.ids import natural_sorted
 from ape_nas.data.types import UNLABELLED, SubjectRecording
 from ape_nas.errors import UserError
 from ape_nas.handoff.bundle import Bundle
@@ -155,7 +154,7 @@ def load_windows(
     parts: dict[str, Any] = {k: [] for k in ("X", "labels", "subjects", "index", "starts", "beats", "feats", "cue")}
     any_cue = False
     channel = None
-    for rec in sorted(bench.subjects, key=lambda r: natural_sorted(available).index(r.subject)):
+    for rec in bench.subjects:  # in natural order (load_recordings sorts them)
         if rec.subject not in wanted:
             continue
         lab = np.asarray(rec.labels, dtype=np.int64)

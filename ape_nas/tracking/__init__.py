@@ -10,7 +10,7 @@
 Importing this package does not import MLflow (``ape-nas --help`` stays fast).
 """
 
-from ape_nas.tracking.client import git_commit, quiet_mlflow
+from ape_nas.tracking.client import commit_state, git_commit, quiet_mlflow
 from ape_nas.tracking.names import (
     BEST_RUN_TAG,
     COMMIT_TAG,
@@ -52,6 +52,7 @@ __all__ = [
     "SweepTracker",
     "TrialRun",
     "TrialStore",
+    "commit_state",
     "default_tracking_uri",
     "git_commit",
     "nested_experiment",

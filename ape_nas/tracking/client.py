@@ -67,9 +67,31 @@ def run_or_none(client: Any, run_id: str) -> Any:
         raise
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
+def git_commit(cwd: Path | None = None, *, short: bool = False) -> str | None:
+    cmd = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+#: results written by the runs themselves: regenerating them in place does not make the code differ from the commit
+RESULT_DIRS = (":(top,exclude)docs/results", ":(top,exclude)benchmarks/results")
+
+
+def commit_state(cwd: Path | None = None, *, short: bool = False) -> str | None:
+    """The checkout's commit, marked ``+uncommitted`` when a tracked file outside the results folders differs from
+    it (the results a run is rewriting, and untracked files, do not count)."""
+    commit = git_commit(cwd, short=short)
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *RESULT_DIRS],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        dirty = ""
+    return f"{commit}+uncommitted" if commit and dirty.strip() else commit

@@ -89,30 +89,6 @@ def check_out(args: argparse.Namespace, req: Request, n_subjects: int) -> Path |
     return out
 
 
-#: results written by the runs themselves: regenerating them in place does not make the code differ from the commit
-RESULT_DIRS = (":(top,exclude)docs/results", ":(top,exclude)benchmarks/results")
-
-
-def commit_state() -> str | None:
-    """The checkout's commit, marked ``+uncommitted`` when a tracked file outside the results folders differs from
-    it (the results a run is rewriting, and untracked files, do not count)."""
-    import subprocess
-
-    from ape_nas.tracking import git_commit
-
-    commit = git_commit()
-    try:
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *RESULT_DIRS],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        dirty = ""
-    return f"{commit}+uncommitted" if commit and dirty.strip() else commit
-
-
 def torch_threads() -> int:
     import torch
 
@@ -122,6 +98,8 @@ def torch_threads() -> int:
 def provenance() -> dict[str, Any]:
     """Date, commit and machine of the run, taken when it starts (edits made while it runs do not count)."""
     import os
+
+    from ape_nas.tracking import commit_state
 
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
