@@ -10,6 +10,7 @@ import sys
 
 from ape_nas.commands.catalog import MODELS, SPACES
 from ape_nas.commands.common import Command
+from ape_nas.commands.dashboard import DASHBOARD
 from ape_nas.commands.data import DATA
 from ape_nas.commands.explain import EXPLAIN
 from ape_nas.commands.handoff import EVALUATE, EXPORT, PREDICT
@@ -31,6 +32,7 @@ COMMANDS: tuple[Command, ...] = (
     MODELS,
     SPACES,
     UI,
+    DASHBOARD,
     REPRODUCE,
     WORKER,
     EXPORT,

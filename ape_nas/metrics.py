@@ -80,3 +80,56 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, num_classes: i
     recall = safe(tp, tp + fn)
     auroc = float(np.mean([_auroc_ovr(y, p[:, c], y == c) for c in range(num_classes)])) if y.size else 0.0
     return {"f1_macro": macro(f1), "balanced_accuracy": macro(recall), "auroc": auroc}
+
+
+def weighted_classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, num_classes: int, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """:func:`classification_metrics` of many resamples at once: row ``r`` of ``weights`` (resamples × windows,
+    whole numbers) says how often each window occurs in resample ``r`` — a subject bootstrap without building
+    each resample. Returns each metric as an array over resamples, equal to ``classification_metrics`` of the
+    repeated windows (up to float rounding): ties in AUROC count one half, as mid-ranks do."""
+    import numpy as np
+
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    p = np.asarray(probs, dtype=np.float64).reshape(y.size, num_classes)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1, y.size)
+    onehot = np.zeros((y.size, num_classes * num_classes))
+    onehot[np.arange(y.size), y * num_classes + p.argmax(axis=1)] = 1.0
+    cm = (w @ onehot).reshape(-1, num_classes, num_classes)  # (resamples, true, predicted)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    fp, fn = cm.sum(axis=1) - tp, cm.sum(axis=2) - tp
+    present = (tp + fp + fn) > 0
+
+    def macro(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        v = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        count = present.sum(axis=1)
+        return np.divide((v * present).sum(axis=1), count, out=np.zeros(len(w)), where=count > 0)
+
+    aurocs = [_weighted_auroc(p[:, c], y == c, w) for c in range(num_classes)]
+    return {
+        "f1_macro": macro(2.0 * tp, 2.0 * tp + fp + fn),
+        "balanced_accuracy": macro(tp, tp + fn),
+        "auroc": np.mean(aurocs, axis=0) if y.size else np.zeros(len(w)),
+    }
+
+
+def _weighted_auroc(scores: np.ndarray, positive: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per resample (row of ``w``): P(score of a positive > score of a negative) + ½ P(equal), windows counted
+    ``w`` times; 0 where a resample has no positive or no negative (as :func:`_auroc_ovr`)."""
+    import numpy as np
+
+    order = np.argsort(scores, kind="stable")
+    s, pos = scores[order], positive[order]
+    wpos, wneg = w[:, order] * pos, w[:, order] * ~pos
+    # tie groups of equal scores: negatives strictly below each group, and in it
+    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1
+    cum = np.cumsum(wneg, axis=1)
+    below = np.concatenate([np.zeros((len(w), 1)), cum[:, first[1:] - 1]], axis=1) if first.size else cum[:, :0]
+    last = np.r_[first[1:] - 1, s.size - 1]
+    equal = cum[:, last] - below
+    wins = (wpos * (below[:, group] + 0.5 * equal[:, group])).sum(axis=1)
+    n_pos, n_neg = wpos.sum(axis=1), wneg.sum(axis=1)
+    ok = (n_pos > 0) & (n_neg > 0)
+    return np.divide(wins, n_pos * n_neg, out=np.zeros(len(w)), where=ok)

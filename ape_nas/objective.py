@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from ape_nas.stats import (
 )
 
 CHECKPOINT_FORMAT = "ape-nas-checkpoint/1"
+EPOCH_SECONDS = "epoch_s"  # per-epoch metric: wall seconds of the epoch's training and validation passes
+COMPILE_SECONDS = "compile_s"  # with training.compile: the first epoch's extra seconds (torch.compile's work)
 
 __all__ = ["TrialPruned", "TrialResult", "check_accelerator", "evaluate", "fit", "run_trial", "save_checkpoint"]
 
@@ -82,16 +85,30 @@ def _better(a: float, b: float | None, direction: str) -> bool:
 
 
 def _loader(
-    ws: WindowSet, idx: np.ndarray, batch_size: int, shuffle: bool, seed: int, features: np.ndarray | None = None
+    ws: WindowSet,
+    idx: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    features: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
 ) -> Any:
-    """Batches ``(x, y)`` of the windows ``idx``; ``(x, features, y)`` when ``features`` (all windows') is given."""
-    from torch.utils.data import DataLoader, TensorDataset
+    """Batches ``(x, y)`` of the windows ``idx``; ``(x, features, y)`` when ``features`` (all windows') is given.
+    Cut from contiguous tensors on ``device`` (:mod:`ape_nas.batches`), the order of a seeded DataLoader's."""
+    from ape_nas.batches import window_batches
 
-    x = torch.from_numpy(np.ascontiguousarray(ws.X[idx]))
-    y = torch.from_numpy(np.ascontiguousarray(ws.y[idx]))
-    tensors = (x, y) if features is None else (x, torch.from_numpy(np.ascontiguousarray(features[idx])), y)
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=gen)
+    arrays = (ws.X, ws.y) if features is None else (ws.X, features, ws.y)
+    return window_batches(arrays, idx, batch_size, shuffle=shuffle, seed=seed, device=device)
+
+
+def training_device(spec: TrialSpec) -> torch.device:
+    """The device Lightning trains ``spec`` on (``training.accelerator``, one device): where its windows live."""
+    accelerator = spec.training["accelerator"]
+    if accelerator in ("gpu", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    if accelerator in ("gpu", "auto") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def window_features(net: torch.nn.Module, ws: WindowSet) -> np.ndarray | None:
@@ -324,12 +341,15 @@ def _fit_fold(spec: TrialSpec, ws: WindowSet, split: Split, fold: int, reporter:
         check_finite=False,
     )
     task = fit(spec, ws, idx["train"], idx["val"], int(training["max_epochs"]), [monitor, stopper])
+    if training.get("compile") and len(monitor.epoch_seconds) > 1:
+        extra = monitor.epoch_seconds[0] - float(np.median(monitor.epoch_seconds[1:]))
+        tracker.log_metrics({COMPILE_SECONDS: max(0.0, extra)})
     if monitor.pruned:
         raise TrialPruned(monitor.epoch, monitor.last_value)
     if monitor.best_state is None:
         raise RuntimeError(f"no finite {key} in any epoch (diverged?)")
     task.load_state_dict(monitor.best_state)
-    net = task.net.cpu()
+    net = uncompiled(task.net).cpu()
     record_prototypes(net, ws, idx["train"])  # on the weights that are evaluated and saved
     test_probs = predict_probs(net, ws, idx["test"])
     test = evaluate(net, ws, idx["test"], "test_", probs=test_probs)
@@ -399,10 +419,22 @@ def fit(
         n_features=len(transform.names) if transform is not None else 0,
     )
     attach(task.net, transform)
+    if spec.training.get("compile"):
+        task.net.compile()  # in place: the state dict keeps its keys
     bs = int(spec.optim["batch_size"])
-    val_loader = _loader(ws, val, bs, False, spec.seed, features) if val is not None else None
-    _trainer(spec, epochs, callbacks).fit(task, _loader(ws, train, bs, True, spec.seed, features), val_loader)
+    device = training_device(spec)
+    val_loader = _loader(ws, val, bs, False, spec.seed, features, device) if val is not None else None
+    train_loader = _loader(ws, train, bs, True, spec.seed, features, device)
+    _trainer(spec, epochs, callbacks).fit(task, train_loader, val_loader)
     return task
+
+
+def uncompiled(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` without the compiled forward of ``training.compile`` (``nn.Module.compile``): evaluation, export and
+    prototypes run it eagerly, at shapes and on devices it was not compiled for."""
+    if getattr(net, "_compiled_call_impl", None) is not None:
+        net._compiled_call_impl = None
+    return net
 
 
 def _trainer(spec: TrialSpec, max_epochs: int, callbacks: list[Any]) -> Any:
@@ -465,7 +497,7 @@ def train_final(
         }
     )
     train, test = ws.indices(split.train), ws.indices(split.test)
-    net = fit(spec, ws, train, None, epochs, []).net.cpu()
+    net = uncompiled(fit(spec, ws, train, None, epochs, []).net).cpu()
     record_prototypes(net, ws, train)
     probs = predict_probs(net, ws, test)
     metrics = evaluate(net, ws, test, "test_", probs=probs)
@@ -556,14 +588,20 @@ class _Monitor(_lightning_callback_base()):  # type: ignore[misc]
         self.pruned = False
         self.epoch = -1
         self.last_value = float("nan")
+        self.epoch_seconds: list[float] = []  # wall time of each epoch: its training and validation passes
+        self._epoch_start = 0.0
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._epoch_start = time.perf_counter()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
         epoch = trainer.current_epoch
-        values = dict(pl_module.last_val)
-        self.history.append({"epoch": epoch, **values})
-        self.tracker.log_metrics(values, step=epoch)
+        values = dict(pl_module.last_val)  # read on the host: the epoch's one synchronisation
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        self.history.append({"epoch": epoch, **values, EPOCH_SECONDS: self.epoch_seconds[-1]})
+        self.tracker.log_metrics({**values, EPOCH_SECONDS: self.epoch_seconds[-1]}, step=epoch)
         value = float(values[self.key])
         self.epoch, self.last_value = epoch, value
         if _better(value, self.best_value, self.direction):

@@ -87,6 +87,16 @@ def _subject_draws(groups: Sequence[str] | np.ndarray, n_boot: int, seed: int) -
     return n, (np.concatenate([members[k] for k in rng.integers(0, n, size=n)]) for _ in range(n_boot))
 
 
+def _subject_counts(groups: Sequence[str] | np.ndarray, n_boot: int, seed: int) -> tuple[int, np.ndarray]:
+    """The draws of :func:`_subject_draws` as counts: (number of subjects, ``(n_boot, windows)`` array of how
+    often each window occurs in each resample)."""
+    subjects, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    n = len(subjects)
+    per_subject = np.stack([np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(n_boot)])
+    return n, per_subject[:, inverse] if n_boot else np.zeros((0, len(inverse)))
+
+
 def metric_intervals(
     y: np.ndarray,
     probs: np.ndarray,
@@ -116,17 +126,20 @@ def model_intervals(
 ) -> dict[str, Interval]:
     """Intervals of the *mean over models* of each metric (a CV trial's test score is the mean of its fold
     models' test scores): every resample scores each model on the same resampled subjects, then averages."""
-    from ape_nas.metrics import CLASS_METRICS, classification_metrics
+    from ape_nas.metrics import CLASS_METRICS, classification_metrics, weighted_classification_metrics
 
     y = np.asarray(y)
-
-    def scores(idx: np.ndarray) -> np.ndarray:
-        per_model = [classification_metrics(y[idx], p[idx], num_classes) for p in probs_per_model]
-        return np.array([np.mean([m[name] for m in per_model]) for name in CLASS_METRICS])
-
-    point = scores(np.arange(y.size))
-    n_subjects, resamples = _subject_draws(groups, n_boot, seed)
-    draws = np.array([scores(idx) for idx in resamples])
+    per_model = [classification_metrics(y, p, num_classes) for p in probs_per_model]
+    point = np.array([np.mean([m[name] for m in per_model]) for name in CLASS_METRICS])
+    n_subjects, counts = _subject_counts(groups, n_boot, seed)  # (resamples, windows): the same draws
+    rows = max(1, 2_000_000 // max(1, y.size))  # resamples per block: bounded memory on large test sets
+    blocks = []
+    for start in range(0, len(counts), rows):
+        drawn = [
+            weighted_classification_metrics(y, p, num_classes, counts[start : start + rows]) for p in probs_per_model
+        ]
+        blocks.append(np.stack([np.mean([d[name] for d in drawn], axis=0) for name in CLASS_METRICS], axis=1))
+    draws = np.concatenate(blocks) if blocks else np.zeros((0, len(CLASS_METRICS)))
     alpha = (1.0 - level) / 2.0
     out = {}
     for j, name in enumerate(CLASS_METRICS):

@@ -371,6 +371,7 @@ def open_sweep(plan: SweepPlan, console: Console | None = None, *, join: bool = 
 
 
 def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSession:
+    from ape_nas.dashboard import dashboard_command
     from ape_nas.data.prepare import prepare_windows
     from ape_nas.trial_runner import TrialRunner
 
@@ -431,6 +432,7 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
                 "ape_nas.study": exp.name,
                 "ape_nas.backend": backend.name,
                 "ape_nas.storage": getattr(backend, "storage_label", backend.storage_url),
+                "ape_nas.dashboard": dashboard_command(exp, plan.workdir, backend.storage_url),
                 "data_fingerprint": windows.fingerprint,
                 **plan.parent_tags,
             },

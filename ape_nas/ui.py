@@ -36,8 +36,9 @@ _TAIL_LINES = 20
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Raise a one-line :class:`UserError` when ``host:port`` cannot be bound (in use, or not this machine)."""
+def check_port_free(host: str, port: int, busy: str = "another `ape-nas ui` or MLflow server?") -> None:
+    """Raise a one-line :class:`UserError` when ``host:port`` cannot be bound (in use, or not this machine);
+    ``busy`` is the guess at who holds a port in use."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
@@ -50,14 +51,11 @@ def check_port_free(host: str, port: int) -> None:
             s.bind(address)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                raise UserError(
-                    f"port {port} on {host} is in use (another `ape-nas ui` or MLflow server?); "
-                    "pick another with --port"
-                ) from None
+                raise UserError(f"port {port} on {host} is in use ({busy}); pick another with --port") from None
             raise UserError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
-def _browse_host(host: str) -> str:
+def browse_host(host: str) -> str:
     """The address a browser on this machine uses for a server bound to ``host``."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
@@ -180,7 +178,7 @@ def serve_ui(workdir: Path, host: str = "127.0.0.1", port: int = 5000) -> int:
     if not db.is_file():
         raise UserError(f"{db}: no MLflow store here; run `ape-nas sweep ... --workdir {workdir}` first")
     check_port_free(host, port)
-    url = f"http://{_browse_host(host)}:{port}"
+    url = f"http://{browse_host(host)}:{port}"
     cmd = server_command(workdir, host, port)
     env = {**os.environ, **server_env()}
     log = _log_path(workdir)

@@ -73,6 +73,9 @@ def test_gpus_per_trial_needs_a_gpu_accelerator():
         RayBackend(exp, Path("unused")).validate()
     exp = load_experiment(QUICKSTART, ["backend.name=ray", "backend.gpus_per_trial=0.25", "training.accelerator=gpu"])
     RayBackend(exp, Path("unused")).validate()  # fractional GPUs are fine
+    exp = load_experiment(QUICKSTART, ["backend.name=ray", "training.accelerator=gpu"])
+    with pytest.raises(ConfigError, match=r"no GPU is reserved for a trial"):
+        RayBackend(exp, Path("unused")).validate()  # Ray would hide every GPU from the trial
 
 
 @pytest.mark.parametrize("subjects", [6, 9])

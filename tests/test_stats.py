@@ -98,3 +98,23 @@ def test_the_sweep_summary_counts_trials_tied_with_the_best():
     line = selection_noise_line(records, records[0], "maximize")
     assert line is not None and "1 of the 2 other complete trials are statistically indistinguishable" in line
     assert selection_noise_line(records[:1], records[0], "maximize") is None
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_weighted_metrics_equal_the_metrics_of_the_repeated_windows(k: int):
+    """The bootstrap scores each resample from window counts: the same numbers as scoring the repeated windows."""
+    from ape_nas.metrics import classification_metrics, weighted_classification_metrics
+
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 60)
+    probs = np.round(rng.random((60, k)), 1) + 0.05  # rounded: many ties, which AUROC counts one half
+    probs /= probs.sum(axis=1, keepdims=True)
+    counts = rng.integers(0, 3, size=(25, 60))
+    counts[0] = 0
+    counts[0, y == 0] = 1  # a resample with one class only: AUROC 0, as torchmetrics says
+    got = weighted_classification_metrics(y, probs, k, counts)
+    for r, row in enumerate(counts):
+        idx = np.repeat(np.arange(60), row)
+        want = classification_metrics(y[idx], probs[idx], k)
+        for name, value in want.items():
+            assert got[name][r] == pytest.approx(value, abs=1e-12), (name, r)

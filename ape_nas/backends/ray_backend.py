@@ -133,6 +133,12 @@ class RayBackend(Backend):
                 ("backend", "gpus_per_trial"),
                 "GPUs are reserved for each trial but training.accelerator is cpu; set it to gpu (or auto)",
             )
+        if cfg["gpus_per_trial"] <= 0 and self.experiment.training["accelerator"] == "gpu":
+            raise self.experiment.doc.error(
+                ("backend", "gpus_per_trial"),
+                "training.accelerator is gpu but no GPU is reserved for a trial: Ray would hide every GPU from it; "
+                "expected a share such as 0.25 (4 trials per GPU) or 1",
+            )
 
     # --- the study --------------------------------------------------------------------------------------
 

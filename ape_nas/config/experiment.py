@@ -114,6 +114,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "precision": Field(
             str, TRAINING_DEFAULTS["precision"], choices=PRECISIONS, doc="Lightning precision (mixed on GPUs)"
         ),
+        "compile": Field(bool, False, doc="torch.compile each network (its first-epoch cost is logged: compile_s)"),
     },
     "budget": {
         "trials": Field(int, 10, low=1, doc="trials to add in this run"),
@@ -181,6 +182,8 @@ class ExperimentConfig:
     def base(self) -> dict[str, Any]:
         """What every TrialSpec of this experiment shares (see :meth:`ape_nas.space.Space.to_spec`)."""
         training = {**self.training, "metric": self.objective["metric"], "direction": self.direction}
+        if not training.get("compile"):  # recorded only when on: specs and digests stay as they were
+            training.pop("compile", None)
         if self.objective["selection"] != "mean":  # recorded only when it changes the score (digests stay)
             training["selection"] = self.objective["selection"]
             training["se_multiple"] = self.objective["se_multiple"]

@@ -25,9 +25,12 @@ def quiet_mlflow() -> None:
 
 def make_client(tracking_uri: str) -> Any:
     """An ``MlflowClient`` for ``tracking_uri``; a plain ``postgresql://`` URI gets whichever driver is installed."""
+    from ape_nas.tracking.template import seed_store
+
     quiet_mlflow()
     from mlflow.tracking import MlflowClient
 
+    seed_store(tracking_uri)  # a new SQLite store: a copy of an empty migrated one (no migrations to run)
     return MlflowClient(tracking_uri=with_pg_driver(tracking_uri, f"tracking URI {hide_password(tracking_uri)}"))
 
 

@@ -19,6 +19,7 @@ RUN_ID_ATTR = "mlflow_run_id"  # study/trial user attributes (backends) that poi
 CONSTRAINTS_ATTR = "constraints"  # trial user attr: each cost constraint's value - limit (> 0: violated)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
+UI_ATTR = "mlflow_ui"  # study user attr (written by `ape-nas dashboard`): where the study's runs are browsed
 STORE_FILE = "mlflow.db"  # the default store of a work directory
 STUDY_TAG = "ape_nas.study"  # on parent and trial runs: the study's name
 STUDY_FINGERPRINT_TAG = "ape_nas.study_fingerprint"  # on trial runs: the study's data fingerprint
