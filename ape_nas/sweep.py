@@ -36,6 +36,7 @@ from ape_nas.tracking import (
     TrialRun,
     TrialStore,
     default_tracking_uri,
+    preload,
 )
 
 STALE_NOTE = "worker died (no heartbeat)"
@@ -420,6 +421,8 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
     # A store the study already records exists: open it outside the mutex. A new one (first run) is created
     # inside it, so that concurrent workers do not initialise the same MLflow database at once.
     tracker = tracker_() if recorded == plan.tracking_uri else None
+    if tracker is None:
+        preload(plan.tracking_uri)  # imports and a new store's file: outside the mutex, workers do them at once
     exclusive = getattr(backend, "exclusive", None)
     with exclusive("tracking-parent") if exclusive is not None else nullcontext():
         tracker = tracker or tracker_()
@@ -625,10 +628,11 @@ def _finish_parent(
     interrupted: bool,
     status: str | None = "",
 ) -> None:
-    """Write counts, best trial, plots and trials.json to the parent run and end it.
+    """Write counts and the best trial to the parent run; then plots and trials.json, and end it.
 
     ``status``: the MLflow status to end with ("" = FINISHED, or KILLED when interrupted); None leaves the
-    status as it is (a worker leaving while other workers' trials still run).
+    status, plots and trials.json as they are (a worker leaving while other workers' trials still run: the last
+    worker to leave writes them, once).
     """
     parent = tracker.parent
     assert parent is not None
@@ -640,14 +644,15 @@ def _finish_parent(
         test = best.attrs.get("test_metrics") or {}
         if test:
             parent.log_metrics({f"best_trial_{k}": float(v) for k, v in test.items()})
+    if status is None:  # other workers' trials still run: the last worker to leave draws the plots
+        return
     import matplotlib.pyplot as plt
 
     for name, fig in backend.figures().items():
         parent.log_figure(fig, f"plots/{name}")
         plt.close(fig)
     parent.log_text(json.dumps([r.to_dict() for r in records], indent=2, default=str), "trials.json")
-    if status is not None:
-        tracker.finish_parent(status or ("KILLED" if interrupted else "FINISHED"))
+    tracker.finish_parent(status or ("KILLED" if interrupted else "FINISHED"))
 
 
 def _close_stale_run(tracking_uri: str, record: TrialRecord) -> None:

@@ -359,6 +359,39 @@ def test_several_workers_on_sqlite_are_refused_in_one_line(
     assert list(tmp_path.iterdir()) == []  # nothing created
 
 
+def test_a_command_process_skips_the_final_garbage_collection_at_exit(monkeypatch: pytest.MonkeyPatch):
+    """Every `ape-nas` command (workers above all) freezes the collector at exit (2.5-3.5 s of shutdown per worker
+    process on 2 busy cores, benchmarks/parallel_efficiency.py): atexit handlers run, the reference cycles left at
+    exit are not collected."""
+    script = (
+        "import sys\n"
+        "from ape_nas.cli import end_without_final_collection\n"
+        "import atexit\n"
+        "if sys.argv[1] == 'freeze':\n"
+        "    end_without_final_collection()\n"
+        "    end_without_final_collection()  # again: changes nothing\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "class Cycle:\n"
+        "    def __del__(self):\n"
+        "        print('cycle collected')\n"
+        "c = Cycle()\n"
+        "c.me = c\n"
+        "del c\n"
+    )
+    run = [sys.executable, "-c", script]
+    plain = subprocess.run([*run, "plain"], capture_output=True, text=True, check=True).stdout.split()
+    frozen = subprocess.run([*run, "freeze"], capture_output=True, text=True, check=True).stdout.split()
+    assert plain == ["atexit", "ran", "cycle", "collected"]
+    assert frozen == ["atexit", "ran"]
+
+    from ape_nas import cli
+
+    calls: list[int] = []
+    monkeypatch.setattr(cli, "end_without_final_collection", lambda: calls.append(1))
+    assert main(["worker", QUICKSTART, "--workers", "0"]) == 2  # even a refused command ends that way
+    assert calls == [1]
+
+
 def test_a_second_worker_on_the_same_sqlite_study_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     db = tmp_path / "optuna.db"
     with open(tmp_path / "optuna.db.worker-lock", "w") as held:  # what a running worker holds

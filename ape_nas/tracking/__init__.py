@@ -10,7 +10,7 @@
 Importing this package does not import MLflow (``ape-nas --help`` stays fast).
 """
 
-from ape_nas.tracking.client import commit_state, git_commit, quiet_mlflow
+from ape_nas.tracking.client import commit_state, git_commit, preload, quiet_mlflow
 from ape_nas.tracking.names import (
     BEST_RUN_TAG,
     COMMIT_TAG,
@@ -57,6 +57,7 @@ __all__ = [
     "git_commit",
     "nested_experiment",
     "outer_study",
+    "preload",
     "quiet_mlflow",
     "strip_state",
     "ui_url",

@@ -23,6 +23,18 @@ def quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def preload(tracking_uri: str) -> None:
+    """What :func:`make_client` imports and creates for ``tracking_uri`` (MLflow, its SQL store, a new SQLite store
+    from the template), done ahead: outside the study's mutex, workers starting at once no longer queue behind
+    each other's ~3 s of imports (``benchmarks/parallel_efficiency.py``)."""
+    from ape_nas.tracking.template import seed_store
+
+    quiet_mlflow()
+    if "://" in tracking_uri and not tracking_uri.startswith(("http://", "https://", "file:")):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    seed_store(tracking_uri)
+
+
 def make_client(tracking_uri: str) -> Any:
     """An ``MlflowClient`` for ``tracking_uri``; a plain ``postgresql://`` URI gets whichever driver is installed."""
     from ape_nas.tracking.template import seed_store
