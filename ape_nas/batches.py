@@ -7,8 +7,9 @@ on the GPU, so no batch is copied from the host during training.
 
 Shuffling draws the same permutations as a seeded shuffling DataLoader,
 ``DataLoader(shuffle=True, generator=torch.Generator().manual_seed(s))`` (per epoch: one 64-bit draw for the
-iterator's base seed, then the sampler's ``randperm`` calls), so a trial sees its windows in the
-order the DataLoader path showed them and scores the same, bit for bit on the CPU.
+iterator's base seed, then the sampler's ``randperm`` calls, as many as Lightning's ``len(loader)`` batches
+make), so a trial sees its windows in the order the DataLoader path showed them and scores the same, bit for
+bit on the CPU.
 
 Example:
     >>> x, y = torch.zeros(10, 1, 4), torch.arange(10)
@@ -45,12 +46,14 @@ class TensorBatches:
     def _order(self) -> torch.Tensor | None:
         if not self.shuffle:
             return None
-        # a DataLoader epoch draws its iterator's base seed, then RandomSampler's permutation, then (running off
-        # the end of it) one more, empty-sliced permutation: the same draws keep the same orders, epoch after epoch
+        # a DataLoader epoch as Lightning consumes it (len(loader) batches) draws the iterator's base seed, then
+        # RandomSampler's permutation, then, only when a last partial batch makes the sampler run off the end of
+        # it, one more (empty-sliced) permutation: the same draws keep the same orders, epoch after epoch
         n = len(self.tensors[0])
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         order = torch.randperm(n, generator=self.generator)
-        torch.randperm(n, generator=self.generator)
+        if n % self.batch_size:
+            torch.randperm(n, generator=self.generator)
         return order.to(self.tensors[0].device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
