@@ -590,6 +590,69 @@ FIGURES += [
 COMMANDS_OF["benchmarks/results/explain_time.json"] = "python benchmarks/explain_time.py"
 
 
+# The "Speed" section: the peer benchmark, parallel efficiency, torch.compile
+PS, PE, CP = (
+    "benchmarks/results/peer_speed.json",
+    "benchmarks/results/parallel_efficiency.json",
+    "benchmarks/results/compile_speed.json",
+)
+COMMANDS_OF.update(
+    {
+        PS: "python benchmarks/peer_speed.py --trials 12 --epochs 10 --repeat 2",
+        PE: "python benchmarks/parallel_efficiency.py --trials 12 --epochs 3 --repeat 2",
+        CP: "python benchmarks/compile_speed.py",
+    }
+)
+_SIDES = {
+    "sweep": r"`ape-nas sweep` \(whole command\)",
+    "script": "Optuna \\+ Lightning \\+ MLflow script",
+    "raw": "plain PyTorch loop",
+}
+FIGURES += [
+    Figure("peer date", rf"peer_speed.json`, {DATE}\)", PS, lambda d: d["measured"]["date"][:10]),
+    Figure("peer same work", rf"largest difference {NUM}\)", PS, "max_f1_diff.sweep_vs_script"),
+    *(Figure(f"peer wall {k}", rf"\| {label} \| {NUM} s \|", PS, f"wall_s.{k}") for k, label in _SIDES.items()),
+    Figure("peer sweep/script", rf"whole command\) \| [\d.]+ s \| {NUM}×", PS, "sweep_over_script"),
+    Figure("peer raw/script", rf"plain PyTorch loop \| [\d.]+ s \| {NUM}×", PS, "raw_over_script"),
+    *(
+        Figure(f"peer rate {k}", rf"\| {label} \| [\d.]+ s \| [\d.]+× \| {NUM} \|", PS, f"epoch_windows_per_s.{k}")
+        for k, label in _SIDES.items()
+    ),
+    Figure("peer sweep/raw", rf"whole command\) \| [\d.]+ s \| [\d.]+× \| [\d.]+ \| {NUM}×", PS, "sweep_over_raw"),
+    Figure("peer script/raw", rf"MLflow script \| [\d.]+ s \| 1× \| [\d.]+ \| {NUM}×", PS, "script_over_raw"),
+    Figure("peer target wall", rf"the whole command takes {NUM}× the script's time", PS, "sweep_over_script"),
+    Figure("peer target epoch", rf"an epoch runs at {NUM}× the raw loop's speed", PS, "sweep_over_raw"),
+    Figure("peer outside sweep", rf"the sweep spends {NUM} s against", PS, "outside_epochs_s.sweep"),
+    Figure("peer outside script", rf"against the script's {NUM} s", PS, "outside_epochs_s.script"),
+    Figure("peer before first", rf"before the first trial {NUM} s", PS, "sweep_phases_s.before_first_trial"),
+    Figure("peer in trials", rf"outside epochs {NUM} s \(per trial", PS, "sweep_phases_s.in_trials_outside_epochs"),
+    Figure("peer after last", rf"after the last trial {NUM} s \(plots", PS, "sweep_phases_s.after_last_trial"),
+    Figure("speed fixed cost", rf"command fell from 4.9 s to {NUM} s", TO, "fixed_overhead_s"),
+    Figure(
+        "compile resnet", rf"`resnet1d` epoch took {NUM}×", CP, lambda d: d["specs"][0]["compiled_over_eager_epoch"]
+    ),
+    Figure("compile cost", rf"compiling cost {NUM} s", CP, lambda d: d["specs"][0]["compiled"]["compile_s"]),
+    Figure("compile win back", rf"\({NUM} epochs to win back\)", CP, lambda d: d["specs"][0]["epochs_to_win_back"]),
+    Figure("compile cnn", rf"slower compiled \({NUM}×\)", CP, lambda d: d["specs"][1]["compiled_over_eager_epoch"]),
+    Figure("workers 2", rf"reach {NUM} trials/hour", PE, "trials_per_hour_wall.2w1t"),
+    Figure("workers 1", rf"against {NUM} for one worker", PE, "trials_per_hour_wall.1w1t"),
+    Figure("efficiency wall", rf"an efficiency of {NUM} over the whole command", PE, "efficiency_2w_wall"),
+    Figure("efficiency steady", rf"over the whole command and {NUM} between", PE, "efficiency_2w_steady"),
+    Figure("workers 1w2t", rf"one worker at 2 threads does {NUM} trials/hour", PE, "trials_per_hour_wall.1w2t"),
+    Figure("worker start", rf"\(about {NUM} s from start to first trial", PE, "timeline_s.2w1t.start_to_first_trial"),
+    Figure(
+        "worker first trial",
+        rf"first trial, {NUM} s more in its first trial",
+        PE,
+        "per_worker_s.2w1t.first_trial_extra",
+    ),
+    Figure("worker spawn", rf"plus {NUM} s for the spawning process", PE, "timeline_s.2w1t.spawn"),
+    Figure("training side by side", rf"train {NUM}× slower each", PE, "training_per_trial_2w_over_1w"),
+    Figure("efficiency row wall", rf"efficiency {NUM} over the whole command, ", PE, "efficiency_2w_wall"),
+    Figure("efficiency row steady", rf"{NUM} in steady state \(section", PE, "efficiency_2w_steady"),
+]
+
+
 def _shown(value: Any, text: str) -> str:
     """``value`` written as the README writes ``text`` (same decimals; thousands separators dropped)."""
     if not isinstance(value, int | float):
