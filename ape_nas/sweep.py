@@ -418,8 +418,10 @@ def _open(plan: SweepPlan, console: Console, join: bool, undo: _Undo) -> SweepSe
         undo.tracker = tracker
         return tracker
 
-    # A store the study already records exists: open it outside the mutex. A new one (first run) is created
-    # inside it, so that concurrent workers do not initialise the same MLflow database at once.
+    # A store the study already records exists: open it outside the mutex. A new one (first run) is opened inside
+    # it, so that concurrent workers do not initialise the same MLflow database at once; what can safely happen
+    # before (imports; a new SQLite file, copied from the template and linked into place) does, so that workers
+    # starting together do not queue behind each other's imports.
     tracker = tracker_() if recorded == plan.tracking_uri else None
     if tracker is None:
         preload(plan.tracking_uri)  # imports and a new store's file: outside the mutex, workers do them at once
