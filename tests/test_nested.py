@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +205,11 @@ def test_an_interrupted_nested_run_resumes_with_only_the_missing_work(tmp_path: 
     )
     assert proc.stdout is not None
     seen = []
-    for line in proc.stdout:  # interrupt once outer fold 2's search has started
+    fold2 = False
+    for line in proc.stdout:  # interrupt inside outer fold 2's search: after its first of 3 trials, not a timed wait
         seen.append(line)
-        if "outer-2: test subjects" in line:
-            time.sleep(4.0)
+        fold2 = fold2 or "outer-2: test subjects" in line
+        if fold2 and re.search(r"trial\s+0\s+complete", line):
             proc.send_signal(signal.SIGINT)
             break
     rest = proc.communicate(timeout=120)[0]
