@@ -76,7 +76,8 @@ def _found_without_flag(experiment: ExperimentConfig, workdir: Path, storage: st
 
 
 def _same(a: str, b: str) -> bool:
-    from ape_nas.backends.optuna_backend import journal_path, sqlite_path
+    from ape_nas.backends.optuna_backend import journal_path
+    from ape_nas.dburl import sqlite_path
 
     def where(url: str) -> Any:
         local = sqlite_path(url) or journal_path(url)
@@ -173,7 +174,8 @@ def _open(backend: str, url: str) -> _Store:
 
 def _missing_file(url: str) -> Path | None:
     """The file of a local storage (SQLite, journal) that does not exist: opening it would create it."""
-    from ape_nas.backends.optuna_backend import journal_path, sqlite_path
+    from ape_nas.backends.optuna_backend import journal_path
+    from ape_nas.dburl import sqlite_path
 
     local = sqlite_path(url) or journal_path(url)
     return local if local is not None and not local.exists() else None
@@ -225,8 +227,7 @@ def metric_names(experiment: ExperimentConfig) -> list[str]:
 
 def runs_hint(attrs: dict[str, Any], workdir: Path, study: str) -> str:
     """Where the study's runs are browsed, from the study attributes the sweep recorded (its tracking store)."""
-    from ape_nas.backends.optuna_backend import sqlite_path
-    from ape_nas.dburl import hide_password
+    from ape_nas.dburl import hide_password, sqlite_path
     from ape_nas.tracking.names import EXPERIMENT_ATTR, STORE_FILE, nested_experiment, ui_url
 
     experiment = nested_experiment(study)

@@ -6,6 +6,8 @@ SQLAlchemy 2.1 maps a plain ``postgresql://`` URL to psycopg 3, while the ``post
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ape_nas.errors import UserError
 
 _PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg")
@@ -40,3 +42,11 @@ def hide_password(url: str) -> str:
     credentials, at, location = rest.rpartition("@")
     user, colon, _ = credentials.partition(":")
     return f"{scheme}://{user}{':***' if colon else ''}{at}{location}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an ``sqlite:///`` URL, relative or absolute (None for other URLs and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)

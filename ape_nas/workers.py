@@ -76,7 +76,7 @@ def _say(text: str) -> None:
 
 def _sqlite_guard(backend: Any) -> AbstractContextManager[Any]:
     """One worker at a time on a SQLite study: an exclusive lock beside the database file, else a clear refusal."""
-    from ape_nas.backends.optuna_backend import sqlite_path
+    from ape_nas.dburl import sqlite_path
 
     path = sqlite_path(backend.storage_url)
     if path is None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ape_nas.dburl import sqlite_path
 from ape_nas.tracking.client import make_client
-from ape_nas.tracking.template import cache_dir, seed_store, sqlite_path
+from ape_nas.tracking.template import cache_dir, seed_store
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ape_nas.backends.base import Backend, TrialFunction, TrialRecord
 from ape_nas.config.experiment import ExperimentConfig
-from ape_nas.dburl import with_pg_driver
+from ape_nas.dburl import sqlite_path, with_pg_driver
 from ape_nas.errors import UserError
 from ape_nas.interrupts import Interrupted
 from ape_nas.reporting import TrialPruned
@@ -66,14 +66,6 @@ def quiet_optuna() -> None:
 
 def default_storage(workdir: Path) -> str:
     return f"sqlite:///{(Path(workdir) / 'optuna.db').resolve()}"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of an ``sqlite:///`` URL (None for other storages and in-memory SQLite)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///") :].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
 
 
 def journal_path(url: str) -> Path | None:

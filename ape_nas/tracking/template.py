@@ -16,17 +16,11 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from ape_nas.dburl import sqlite_path
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ape-nas"
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative or absolute), None for anything else."""
-    if not tracking_uri.startswith("sqlite:///") or "?" in tracking_uri:
-        return None
-    path = tracking_uri[len("sqlite:///") :]
-    return Path(path) if path and path != ":memory:" else None
 
 
 def _template() -> Path:
@@ -51,7 +45,7 @@ def _template() -> Path:
 def seed_store(tracking_uri: str) -> bool:
     """Make the SQLite store of ``tracking_uri`` a copy of the template when it does not exist yet; True when it
     did. Safe against a concurrent creator: the copy lands under the final name only if nothing is there."""
-    path = sqlite_path(tracking_uri)
+    path = None if "?" in tracking_uri else sqlite_path(tracking_uri)  # a URL with options: MLflow's own
     if path is None or path.exists() or not path.parent.is_dir():
         return False
     try:
